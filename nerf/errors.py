@@ -27,3 +27,7 @@ class ExportError(NerfError):
 
 class WeightsError(NerfError):
     """A super-resolution weight file has an unknown or inconsistent layout."""
+
+
+class TrainingError(NerfError):
+    """Training cannot continue (for example the loss became NaN or infinite)."""

@@ -1,0 +1,133 @@
+"""Rays -> samples -> field -> composite, for both field kinds, and chunked full images.
+
+The hash-grid field samples through the occupancy grid (nerf/sampling/occupancy.py); the
+original NeRF samples stratified + importance (nerf/render/vanilla.py). Both return a
+`RayResult` whose rgb is what the loss sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nerf.cameras import Cameras
+from nerf.config import SamplerConfig
+from nerf.fields.ngp import ngp_step_size
+from nerf.render.composite import composite
+from nerf.render.vanilla import render_rays_vanilla
+from nerf.sampling.occupancy import OccupancyGrid
+from nerf.sampling.stratified import ray_aabb_intersect
+
+
+@dataclass
+class RayResult:
+    rgb: Tensor  # [N, 3]
+    opacity: Tensor  # [N]
+    depth: Tensor  # [N] expected ray distance, normalised by opacity where opacity > 0
+    n_samples: int  # samples evaluated with gradient
+    coarse_rgb: Tensor | None = None  # [N, 3] vanilla coarse network, for its loss
+
+
+class Renderer(nn.Module):
+    """Renders rays of a radiance field; owns the occupancy grid of a hash-grid field."""
+
+    def __init__(
+        self,
+        field: nn.Module,
+        aabb: Tensor,  # [2, 3]
+        cfg: SamplerConfig,
+        near: float | None = None,
+        far: float | None = None,
+        grid: OccupancyGrid | None = None,
+    ):
+        super().__init__()
+        self.field = field
+        self.cfg = cfg
+        self.near, self.far = near, far
+        self.register_buffer("aabb", aabb.detach().clone().float())
+        self.is_vanilla = hasattr(field, "coarse") and hasattr(field, "fine")
+        self.grid = grid
+        if grid is None and not self.is_vanilla:
+            self.grid = OccupancyGrid(aabb, cfg.grid_resolution)
+        self.step = ngp_step_size(cfg.march_steps)
+
+    def render_rays(
+        self,
+        origins: Tensor,  # [N, 3]
+        directions: Tensor,  # [N, 3] unit
+        background: Tensor | None = None,  # [N, 3] or [3]
+        train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> RayResult:
+        """Colour, opacity and depth of each ray."""
+        if self.is_vanilla:
+            return self._render_vanilla(origins, directions, background, train, generator)
+        field = self.field
+
+        def sigma_fn(t_starts, t_ends, ray_ids):
+            t_mid = 0.5 * (t_starts + t_ends)
+            return field.query_density(origins[ray_ids] + directions[ray_ids] * t_mid[:, None])
+
+        samples = self.grid.march(
+            origins, directions, self.step, self.cfg.cone_angle, self.near, self.far,
+            sigma_fn=sigma_fn, early_stop_eps=self.cfg.early_stop_eps, stratified=train,
+            generator=generator,
+        )
+        positions = samples.positions(origins, directions)
+        sigmas, rgbs = field(positions, directions[samples.ray_indices])
+        out = composite(
+            samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, rgbs,
+            samples.n_rays, background,
+        )
+        return RayResult(out.rgb, out.opacity, _normalised_depth(out.depth, out.opacity), len(samples))
+
+    def _render_vanilla(self, origins, directions, background, train, generator) -> RayResult:
+        near, far = self._near_far(origins, directions)
+        out = render_rays_vanilla(
+            self.field, origins, directions, near, far, self.cfg.n_coarse, self.cfg.n_fine,
+            background=background, perturb=train, generator=generator,
+        )
+        fine = out.fine
+        return RayResult(
+            fine.rgb, fine.opacity, _normalised_depth(fine.depth, fine.opacity), out.n_samples,
+            coarse_rgb=out.coarse.rgb,
+        )
+
+    def _near_far(self, origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        t0, t1, hit = ray_aabb_intersect(origins, directions, self.aabb)
+        t0 = t0.clamp_min(0.0 if self.near is None else self.near)
+        if self.far is not None:
+            t1 = t1.clamp_max(self.far)
+        t1 = torch.where(hit & (t1 > t0), t1, t0 + 1e-4)
+        return t0, t1
+
+    @torch.no_grad()
+    def render_image(
+        self,
+        cameras: Cameras,
+        index: int,
+        background: Tensor | None = None,  # [3]
+        chunk: int = 65536,
+    ) -> dict[str, Tensor]:
+        """Full image of camera `index`: rgb [H, W, 3], depth [H, W], opacity [H, W]."""
+        origins, directions = cameras.image_rays(index)
+        h, w = origins.shape[:2]
+        o, d = origins.reshape(-1, 3), directions.reshape(-1, 3)
+        rgb, depth, opacity = [], [], []
+        for start in range(0, o.shape[0], chunk):
+            res = self.render_rays(o[start:start + chunk], d[start:start + chunk], background)
+            rgb.append(res.rgb)
+            depth.append(res.depth)
+            opacity.append(res.opacity)
+        return {
+            "rgb": torch.cat(rgb).reshape(h, w, 3).clamp(0, 1),
+            "depth": torch.cat(depth).reshape(h, w),
+            "opacity": torch.cat(opacity).reshape(h, w),
+        }
+
+
+def _normalised_depth(depth: Tensor, opacity: Tensor) -> Tensor:
+    """Expected ray distance given a hit: sum(w t) / sum(w), 0 where nothing was hit."""
+    return torch.where(opacity > 1e-6, depth / opacity.clamp_min(1e-6), torch.zeros_like(depth))

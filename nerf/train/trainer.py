@@ -1,0 +1,295 @@
+"""The training loop: ray batches, loss, optimiser, schedule, evaluation, checkpoints, resume.
+
+One step draws `n_rays` random pixels across all training images (a dynamic count that keeps
+the number of samples near `target_samples`, like instant-ngp), renders them, and takes an Adam
+step on an MSE or Huber loss. RGBA scenes are composited on a random background per ray so the
+field cannot bake the background into its colours. All randomness flows from one generator,
+so CPU runs with a fixed seed are deterministic and a resumed run continues the same curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from nerf.config import Config, config_to_text
+from nerf.datasets.scene import Scene
+from nerf.errors import CheckpointError, TrainingError
+from nerf.fields import build_field
+from nerf.render.renderer import Renderer
+from nerf.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nerf.train.metrics import psnr, ssim
+
+RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class StepStats:
+    loss: float
+    psnr: float
+    n_rays: int
+    n_samples: int
+
+
+class Trainer:
+    """Trains a radiance field on a Scene and writes the run directory."""
+
+    def __init__(self, cfg: Config, scene: Scene, run_dir: Path | None = None, quiet: bool = False):
+        self.cfg, self.scene, self.run_dir, self.quiet = cfg, scene, run_dir, quiet
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.field = build_field(cfg.model, scene.aabb).to(self.device)
+        self.renderer = Renderer(self.field, scene.aabb, cfg.sampler, scene.near, scene.far).to(self.device)
+        self.cameras = scene.cameras.to(self.device)
+        self.train_ids = scene.splits["train"].to(self.device)
+        if len(self.train_ids) == 0:
+            raise TrainingError(f"{scene.source}: the scene has no training images")
+        if self.renderer.grid is not None:
+            self.renderer.grid.mark_invisible_cells(self.cameras[self.train_ids.cpu()])
+        groups = (
+            self.field.parameter_groups(cfg.train.weight_decay)
+            if hasattr(self.field, "parameter_groups")
+            else [{"params": list(self.field.parameters()), "weight_decay": cfg.train.weight_decay}]
+        )
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, betas=(0.9, 0.99), eps=1e-15)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        # training pixels, flat: [T * H * W, 3|4] uint8
+        imgs = scene.images[scene.splits["train"]]
+        self.pixels = imgs.reshape(-1, imgs.shape[-1]).to(self.device)
+        self.mask = None if scene.masks is None else scene.masks[scene.splits["train"]].reshape(-1).to(self.device)
+        self.height, self.width = scene.height, scene.width
+        self.background = (scene.background if scene.background is not None else torch.zeros(3)).to(self.device)
+        self.n_rays = cfg.train.initial_rays
+        self.step = 0
+        self.elapsed = 0.0  # seconds spent in training steps (not evaluation or checkpoints)
+        self.ema = (
+            {k: v.detach().clone() for k, v in self.field.state_dict().items()}
+            if cfg.train.ema_decay > 0 else None
+        )
+        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+
+    # --- one step ------------------------------------------------------------------------------
+
+    def progress(self) -> float:
+        """Fraction of training done, by steps or by the wall-clock budget, whichever is further."""
+        p = self.step / max(self.cfg.train.steps, 1)
+        if self.cfg.train.max_seconds > 0:
+            p = max(p, self.elapsed / self.cfg.train.max_seconds)
+        return min(p, 1.0)
+
+    def learning_rate(self) -> float:
+        t = self.cfg.train
+        warm = min(1.0, (self.step + 1) / max(t.lr_warmup, 1))
+        return t.lr * warm * t.lr_final_factor ** self.progress()
+
+    def sample_batch(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Random training rays and their target colours: origins, directions [N, 3], rgb [N, 3]."""
+        n = self.n_rays
+        hw = self.height * self.width
+        idx = torch.randint(0, self.pixels.shape[0], (n,), device=self.device, generator=self.generator)
+        if self.mask is not None:
+            idx = idx[self.mask[idx]]
+        cam = self.train_ids[idx // hw]
+        pix = idx % hw
+        origins, directions = self.cameras.pixel_rays(cam, pix % self.width, pix // self.width)
+        rgba = self.pixels[idx].float() / 255.0
+        if rgba.shape[-1] == 4:
+            if self.cfg.train.random_background:
+                bg = torch.rand(len(idx), 3, device=self.device, generator=self.generator)
+            else:
+                bg = self.background.expand(len(idx), 3)
+            target = rgba[:, :3] * rgba[:, 3:] + bg * (1.0 - rgba[:, 3:])
+        else:
+            bg = self.background
+            target = rgba
+        self._batch_background = bg
+        return origins, directions, target
+
+    def _loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        if self.cfg.train.loss == "huber":
+            return F.smooth_l1_loss(pred, target, beta=self.cfg.train.huber_delta)
+        return F.mse_loss(pred, target)
+
+    def _update_grid(self) -> None:
+        grid = self.renderer.grid
+        s = self.cfg.sampler
+        if grid is None or self.step % s.grid_update_every != 0:
+            return
+        step = self.renderer.step
+        grid.update(
+            lambda x: self.field.query_density(x) * step,
+            warmup=self.step < s.grid_warmup, ema=s.grid_ema, threshold=s.grid_threshold,
+            generator=self.generator,
+        )
+
+    def train_step(self) -> StepStats:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        self._update_grid()
+        origins, directions, target = self.sample_batch()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            out = self.renderer.render_rays(
+                origins, directions, self._batch_background, train=True, generator=self.generator
+            )
+        loss = self._loss(out.rgb, target)
+        if out.coarse_rgb is not None:
+            loss = loss + self._loss(out.coarse_rgb, target)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"step {self.step}: the loss became {float(loss)}; training stopped. The last good "
+                "checkpoint is kept; try a lower --lr or --loss huber"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._update_ema()
+        self.step += 1
+        if out.n_samples > 0 and self.cfg.model.model == "ngp":
+            t = self.cfg.train
+            wanted = self.n_rays * t.target_samples / out.n_samples
+            wanted = int(math.ceil(wanted / RAY_COUNT_MULTIPLE) * RAY_COUNT_MULTIPLE)
+            self.n_rays = max(RAY_COUNT_MULTIPLE, min(t.max_rays, wanted))
+        with torch.no_grad():
+            mse = F.mse_loss(out.rgb, target)
+        return StepStats(float(loss), -10.0 * math.log10(max(float(mse), 1e-12)), len(origins), out.n_samples)
+
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        d = self.cfg.train.ema_decay
+        with torch.no_grad():
+            for k, v in self.field.state_dict().items():
+                if v.dtype.is_floating_point:
+                    self.ema[k].mul_(d).add_(v, alpha=1 - d)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Train until `steps` or `max_seconds`, with periodic checkpoints and evaluations."""
+        t = self.cfg.train
+        bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
+        while self.step < t.steps and (t.max_seconds <= 0 or self.elapsed < t.max_seconds):
+            start = time.perf_counter()
+            stats = self.train_step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - start
+            self.elapsed += dt
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats.loss:.4f}", psnr=f"{stats.psnr:.2f}",
+                            rays=stats.n_rays, rays_s=f"{stats.n_rays / dt:.0f}")
+            if self.run_dir is not None and t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                self.save()
+            if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+                self.evaluate(max_views=self.cfg.data.eval_views)
+        bar.close()
+        if self.run_dir is not None:
+            self.save()
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", max_views: int = 0, image_dir: Path | None = None) -> dict:
+        """PSNR/SSIM on held-out views; appends a line to metrics.jsonl in the run directory."""
+        ids = self.scene.splits.get(split)
+        if ids is None or len(ids) == 0:
+            ids, split = self.scene.splits["train"], "train"
+        ids = ids[:max_views] if max_views > 0 else ids
+        start = time.perf_counter()
+        values = []
+        with self._ema_weights():
+            for i in tqdm(ids.tolist(), desc=f"eval {split}", disable=self.quiet, leave=False):
+                out = self.renderer.render_image(self.cameras, i, self.background, self.cfg.train.render_chunk)
+                gt = self.scene.image_float(i, self.background.cpu()).to(self.device)
+                values.append((psnr(out["rgb"], gt), ssim(out["rgb"], gt)))
+                if image_dir is not None:
+                    from nerf.export.video import save_image
+
+                    save_image(image_dir / f"{split}_{i:04d}.png", out["rgb"])
+        record = {
+            "step": self.step, "split": split, "views": len(values),
+            "psnr": sum(v[0] for v in values) / len(values),
+            "ssim": sum(v[1] for v in values) / len(values),
+            "train_seconds": round(self.elapsed, 2),
+            "eval_seconds": round(time.perf_counter() - start, 2),
+        }
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if not self.quiet:
+            print(f"step {self.step}: {split} PSNR {record['psnr']:.2f} dB, SSIM {record['ssim']:.4f} "
+                  f"({len(values)} views)")
+        return record
+
+    def _ema_weights(self):
+        trainer = self
+
+        class _Swap:
+            def __enter__(self):
+                if trainer.ema is not None:
+                    self.saved = {k: v.clone() for k, v in trainer.field.state_dict().items()}
+                    trainer.field.load_state_dict(trainer.ema)
+
+            def __exit__(self, *exc):
+                if trainer.ema is not None:
+                    trainer.field.load_state_dict(self.saved)
+
+        return _Swap()
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "model_kind": self.cfg.model.model,
+            "config": config_to_text(self.cfg),
+            "renderer": self.renderer.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "n_rays": self.n_rays,
+            "elapsed": self.elapsed,
+            "ema": self.ema,
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.state_dict(), self.cfg.train.keep_checkpoints)
+
+    def load_state_dict(self, state: dict, source: Path) -> None:
+        if state.get("model_kind") != self.cfg.model.model:
+            raise CheckpointError(
+                f"{source}: checkpoint of a {state.get('model_kind')!r} model, this run trains "
+                f"{self.cfg.model.model!r}"
+            )
+        try:
+            self.renderer.load_state_dict(state["renderer"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{source}: does not match this model ({exc})") from exc
+        self.generator.set_state(state["generator"].to(self.generator.get_state().device))
+        self.step = int(state["step"])
+        self.n_rays = int(state["n_rays"])
+        self.elapsed = float(state["elapsed"])
+        self.ema = state.get("ema")
+
+    def resume(self) -> bool:
+        """Restore the newest checkpoint of the run directory; False when there is none."""
+        path = latest_checkpoint(self.run_dir) if self.run_dir is not None else None
+        if path is None:
+            return False
+        self.load_state_dict(load_checkpoint(path, map_location=self.device), path)
+        if not self.quiet:
+            print(f"resumed from {path} (step {self.step})")
+        return True
