@@ -1,0 +1,151 @@
+"""Reader for COLMAP scenes: a sparse model (`sparse/0/` or `sparse/`) plus `images/`.
+
+Poses: COLMAP stores world-to-camera x_cam = R x + t in OpenCV axes, so c2w = [R^T | -R^T t]
+(`colmap_to_opencv`); no axis change. Images are sorted by name lexicographically (the order
+of LLFF's `imgs2poses`, so frame i here is row i of a poses_bounds.npy made from the model).
+
+Camera models: SIMPLE_PINHOLE (f, cx, cy), PINHOLE (fx, fy, cx, cy), SIMPLE_RADIAL (f, cx, cy, k),
+RADIAL (f, cx, cy, k1, k2), OPENCV (fx, fy, cx, cy, k1, k2, p1, p2) and OPENCV_FISHEYE (fx, fy,
+cx, cy, k1, k2, k3, k4); any other model is a SceneError. COLMAP puts pixel centres at +0.5, as
+we do, so cx, cy are used unchanged. Fisheye cannot share a scene with the other models.
+
+Image folder for a downscale d: `images_d/` when present (read at its own size), otherwise
+`images/` area-resized to round(w / d) x round(h / d) of the camera's size. Intrinsics are
+scaled per axis by the loaded size over the camera's size.
+
+Splits: test = every 8th image (i % 8 == 0), val = test, train = the rest. Normalisation: the
+generic object rule (`object_normalization`, see normalize.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nerf.datasets.assemble import SPLIT_NAMES, holdout_splits, make_scene, scale_intrinsics, select_splits
+from nerf.datasets.colmap_io import ColmapCamera, qvec_to_rotmat, read_model
+from nerf.datasets.images import check_downscale, downscaled_folders, read_images, target_size
+from nerf.datasets.normalize import check_poses, object_normalization
+from nerf.datasets.scene import Scene
+from nerf.errors import SceneError
+
+MODEL_FOLDERS = ("sparse/0", "sparse")
+SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE")
+
+
+def find_model_folder(root: Path) -> Path | None:
+    """The first of sparse/0, sparse holding cameras.bin or cameras.txt (None if neither)."""
+    for name in MODEL_FOLDERS:
+        folder = root / name
+        if (folder / "cameras.bin").is_file() or (folder / "cameras.txt").is_file():
+            return folder
+    return None
+
+
+def colmap_to_opencv(
+    rotations: np.ndarray,  # [C, 3, 3] world-to-camera
+    translations: np.ndarray,  # [C, 3] world-to-camera
+) -> np.ndarray:  # [C, 4, 4] camera-to-world, OpenCV axes
+    """Invert COLMAP's world-to-camera poses; COLMAP's camera axes are OpenCV's already."""
+    rt = np.transpose(rotations, (0, 2, 1))
+    out = np.tile(np.eye(4), (len(rotations), 1, 1))
+    out[:, :3, :3] = rt
+    out[:, :3, 3] = -(rt @ translations[:, :, None])[:, :, 0]
+    return out
+
+
+def camera_intrinsics(camera: ColmapCamera, where: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """([fx, fy, cx, cy], distortion [6] (k1, k2, k3, k4, p1, p2), model) of a COLMAP camera."""
+    p = np.asarray(camera.params, dtype=np.float64)
+    dist = np.zeros(6)
+    if camera.model == "SIMPLE_PINHOLE":
+        return np.array([p[0], p[0], p[1], p[2]]), dist, "pinhole"
+    if camera.model == "PINHOLE":
+        return p[:4].copy(), dist, "pinhole"
+    if camera.model == "SIMPLE_RADIAL":
+        dist[0] = p[3]
+        return np.array([p[0], p[0], p[1], p[2]]), dist, "opencv"
+    if camera.model == "RADIAL":
+        dist[:2] = p[3:5]
+        return np.array([p[0], p[0], p[1], p[2]]), dist, "opencv"
+    if camera.model == "OPENCV":
+        dist[[0, 1, 4, 5]] = p[4:8]
+        return p[:4].copy(), dist, "opencv"
+    if camera.model == "OPENCV_FISHEYE":
+        dist[:4] = p[4:8]
+        return p[:4].copy(), dist, "fisheye"
+    raise SceneError(
+        f"{where}: camera {camera.camera_id} uses COLMAP model {camera.model}, which is not supported "
+        f"(supported: {', '.join(SUPPORTED_MODELS)}); undistort the images first (colmap image_undistorter)"
+    )
+
+
+def read_colmap(
+    root: str | Path,
+    downscale: float = 1,
+    splits: Sequence[str] = SPLIT_NAMES,
+) -> Scene:
+    """Load a COLMAP scene.
+
+    Args:
+        root: folder holding sparse/0/ (or sparse/) and images/ (and optionally images_d/).
+        downscale: factor >= 1; images_d/ is used when present, otherwise images are resized.
+        splits: which splits to load images for.
+    Returns:
+        Scene with normalised cameras (pinhole, opencv or fisheye).
+    """
+    root = Path(root)
+    downscale = check_downscale(downscale)
+    folder = find_model_folder(root)
+    if folder is None:
+        looked = ", ".join(MODEL_FOLDERS)
+        raise SceneError(f"{root}: no COLMAP model (looked for cameras.bin or cameras.txt in {looked})")
+    model = read_model(folder)
+    ext = ".bin" if (folder / "cameras.bin").is_file() else ".txt"
+    cameras_file, images_file = folder / f"cameras{ext}", folder / f"images{ext}"
+    if not model.images:
+        raise SceneError(f"{folder}: the COLMAP model has no registered images")
+
+    records = sorted(model.images.values(), key=lambda im: im.name)
+    rotations = np.stack([qvec_to_rotmat(np.asarray(im.qvec, dtype=np.float64)) for im in records])
+    translations = np.stack([np.asarray(im.tvec, dtype=np.float64) for im in records])
+    labels = [f"{images_file} image {im.image_id} ({im.name})" for im in records]
+    c2w = check_poses(colmap_to_opencv(rotations, translations), labels)
+    norm = object_normalization(c2w)
+
+    parsed = [camera_intrinsics(model.cameras[im.camera_id], str(cameras_file)) for im in records]
+    models = {m for *_, m in parsed}
+    if "fisheye" in models and len(models) > 1:
+        raise SceneError(f"{cameras_file}: fisheye and perspective cameras cannot share one scene")
+    cam_model = "fisheye" if "fisheye" in models else ("opencv" if "opencv" in models else "pinhole")
+    sizes = {(model.cameras[im.camera_id].width, model.cameras[im.camera_id].height) for im in records}
+    if len(sizes) > 1:
+        raise SceneError(f"{cameras_file}: cameras have different image sizes {sorted(sizes)}")
+    size = sizes.pop()
+
+    folders = downscaled_folders(root, "images")
+    d_folder = folders.get(int(downscale)) if downscale == int(downscale) and downscale > 1 else None
+    if d_folder is None and 1 not in folders:
+        raise SceneError(f"{root}: no images/ folder beside {folder}")
+    use = d_folder if d_folder is not None else folders[1]
+    keep, split_index = select_splits(holdout_splits(len(records)), splits)
+    files = [use / records[i].name for i in keep]
+    # a pre-downscaled folder is read as it is (its rounding may differ); images/ is resized
+    size_wanted = None if d_folder is not None else target_size(*size, downscale)
+    images = read_images(files, [labels[i] for i in keep], size=size_wanted)
+    loaded = (images.shape[2], images.shape[1])
+    intrinsics = scale_intrinsics(np.stack([parsed[i][0] for i in keep]), size, loaded, str(use))
+    return make_scene(
+        images=images,
+        c2w=c2w[keep],
+        intrinsics=intrinsics,
+        normalization=norm,
+        splits=split_index,
+        distortion=np.stack([parsed[i][1] for i in keep]),
+        model=cam_model,
+        image_paths=files,
+        source=root,
+        format="colmap",
+    )

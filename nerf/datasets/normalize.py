@@ -1,0 +1,269 @@
+"""Normalising a scene: one similarity from the file's world frame into the box `aabb`.
+
+Every reader returns `Scene.transform` (4x4, original -> normalised, x' = s R x + t) and stores
+its cameras already normalised. The rule depends on what the format tells us:
+
+blender (nerf_synthetic)
+    The objects live in [-1.5, 1.5]^3 and the cameras on a sphere of radius 4.03. We only scale:
+    s = 1 / 1.5, no rotation or translation, so aabb = [-1, 1]^3. The renders were made with
+    near 2 and far 6, which become 2 / 1.5 and 6 / 1.5. Bounded (unbounded = False).
+
+instant-ngp transforms (a file with `aabb_scale`, `scale` or `offset`)
+    instant-ngp puts a point p of the file into its unit cube at p * scale + offset (defaults
+    0.33 and [0.5, 0.5, 0.5]) and then cycles the axes; we keep the file's axes and map the unit
+    cube onto [-1, 1]^3: x' = 2 (p * scale + offset - 0.5), i.e. s = 2 scale, t = 2 offset - 1.
+    instant-ngp's box of `aabb_scale` k (default 1) becomes aabb = k [-1, 1]^3; unbounded when
+    k > 1. Near and far are not given.
+
+generic object rule (nerfstudio transforms without those keys, COLMAP)
+    1. centre c = the least-squares point closest to every camera's optical axis; when the axes
+       are (nearly) parallel (smallest eigenvalue of the normal matrix below 1e-3) or the point is
+       behind most cameras, the mean camera centre instead;
+    2. rotation R (optional, on by default) takes the mean camera up vector (OpenCV -y) to +z;
+    3. scale s makes the mean camera distance to c equal to 2.64 (instant-ngp's colmap2nerf
+       distance 4 times its 0.33 scale, in our [-1, 1] units of the unit cube).
+    x' = s R (x - c); aabb = 4 [-1, 1]^3 (instant-ngp's usual aabb_scale for real captures);
+    unbounded = True. Near and far are not given.
+
+forward-facing rule (LLFF)
+    1. centre c = mean camera centre + mean forward direction * median over cameras of
+       (near + far) / 2 (the middle of the depth range, in front of the rig);
+    2. rotation R takes the mean camera up vector (OpenCV -y) to +z;
+    3. scale s = 2 / (90th percentile of the far bounds), so typical far content lies about
+       2 units from the cameras.
+    aabb = the bounding box, in the normalised frame, of the camera centres and of every
+    camera's frustum corners at its near and far depths. near = s * min(near bounds) (a ray
+    reaches depth z no sooner than distance z); far = the largest distance from a camera to its
+    own far frustum corners. unbounded = True.
+
+Poses are validated here too (`check_poses`): finite numbers, an affine bottom row, and a
+rotation part that is a rotation times a uniform scale (det > 0, |R^T R - I| <= 1e-2 after
+removing the scale); the scale is removed and the rotation re-orthonormalised (polar
+decomposition) so downstream code can rely on exact rotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nerf.errors import SceneError
+
+BLENDER_HALF_EXTENT = 1.5  # nerf_synthetic objects fit in [-1.5, 1.5]^3
+BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0  # the render bounds of nerf_synthetic, original units
+NGP_DEFAULT_SCALE = 0.33
+NGP_DEFAULT_OFFSET = (0.5, 0.5, 0.5)
+OBJECT_CAMERA_DISTANCE = 2.64  # 4.0 (colmap2nerf) * 0.33 (ngp scale) * 2 (unit cube -> [-1, 1])
+OBJECT_AABB_HALF_EXTENT = 4.0
+FORWARD_FACING_FAR = 2.0
+FAR_PERCENTILE = 90.0
+AXES_MIN_EIGENVALUE = 1e-3  # of mean(I - d d^T); below it the optical axes are near-parallel
+RIGID_TOL = 1e-2  # max |R^T R - I| accepted, after removing a uniform scale
+BOTTOM_ROW_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The similarity into the normalised frame and what it implies for the scene box."""
+
+    transform: np.ndarray  # [4, 4] float64, original -> normalised
+    aabb: np.ndarray  # [2, 3] float64 (min, max), normalised frame
+    unbounded: bool
+    near: float | None = None  # normalised units
+    far: float | None = None
+
+
+def similarity(
+    scale: float,
+    rotation: np.ndarray | None = None,  # [3, 3]
+    center: np.ndarray | None = None,  # [3]
+) -> np.ndarray:  # [4, 4] float64
+    """The similarity x' = scale * R (x - center) as a 4x4 matrix."""
+    rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
+    c = np.zeros(3) if center is None else np.asarray(center, dtype=np.float64)
+    out = np.eye(4)
+    out[:3, :3] = scale * rot
+    out[:3, 3] = -scale * rot @ c
+    return out
+
+
+def apply_to_poses(
+    transform: np.ndarray,  # [4, 4] similarity
+    c2w: np.ndarray,  # [C, 4, 4] rigid camera-to-world
+) -> np.ndarray:  # [C, 4, 4] rigid camera-to-world in the new frame
+    """Move rigid cameras by a similarity (their rotation is turned, not scaled)."""
+    linear = transform[:3, :3]
+    rot = linear / np.cbrt(np.linalg.det(linear))
+    out = np.array(c2w, dtype=np.float64, copy=True)
+    out[:, :3, :3] = rot @ c2w[:, :3, :3]
+    out[:, :3, 3] = c2w[:, :3, 3] @ linear.T + transform[:3, 3]
+    return out
+
+
+def check_poses(
+    c2w: np.ndarray,  # [C, 4, 4] or [C, 3, 4]
+    labels: Sequence[str],  # C strings naming each pose's origin, e.g. "transforms.json frame 3"
+) -> np.ndarray:  # [C, 4, 4] float64 with exact rotations
+    """Validate camera-to-world matrices and return them with orthonormal rotation parts.
+
+    Raises SceneError naming the first bad pose: NaN/inf, a bottom row other than [0, 0, 0, 1],
+    det <= 0, or a rotation part that is not a uniformly scaled rotation within RIGID_TOL.
+    """
+    c2w = np.asarray(c2w, dtype=np.float64)
+    if c2w.ndim != 3 or c2w.shape[1:] not in ((4, 4), (3, 4)):
+        raise SceneError(f"{labels[0] if labels else 'poses'}: expected [C, 4, 4] poses, got {c2w.shape}")
+    out = np.tile(np.eye(4), (len(c2w), 1, 1))
+    for i, (pose, label) in enumerate(zip(c2w, labels)):
+        if not np.all(np.isfinite(pose)):
+            raise SceneError(f"{label}: camera pose contains NaN or inf: {pose.tolist()}")
+        if pose.shape[0] == 4 and np.abs(pose[3] - [0, 0, 0, 1]).max() > BOTTOM_ROW_TOL:
+            raise SceneError(f"{label}: camera pose bottom row is {pose[3].tolist()}, expected [0, 0, 0, 1]")
+        linear = pose[:3, :3]
+        det = np.linalg.det(linear)
+        if not det > 0:
+            raise SceneError(
+                f"{label}: camera pose is not a rotation (det of its 3x3 part is {det:.6g}, must be > 0; "
+                "a mirrored or degenerate matrix)"
+            )
+        rot = linear / np.cbrt(det)
+        err = np.abs(rot.T @ rot - np.eye(3)).max()
+        if err > RIGID_TOL:
+            raise SceneError(
+                f"{label}: camera pose is not rigid (|R^T R - I| = {err:.3g} > {RIGID_TOL} after "
+                "removing a uniform scale)"
+            )
+        u, _, vt = np.linalg.svd(rot)
+        out[i, :3, :3] = u @ vt
+        out[i, :3, 3] = pose[:3, 3]
+    return out
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # [3], [3] -> [3, 3]
+    """The smallest rotation taking direction `a` to direction `b`."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    v = np.cross(a, b)
+    c = float(a @ b)
+    if c < -1 + 1e-12:  # opposite: half a turn about any axis perpendicular to a
+        axis = np.cross(a, [1.0, 0.0, 0.0])
+        if np.linalg.norm(axis) < 1e-6:
+            axis = np.cross(a, [0.0, 1.0, 0.0])
+        axis /= np.linalg.norm(axis)
+        return 2 * np.outer(axis, axis) - np.eye(3)
+    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + vx + vx @ vx / (1 + c)
+
+
+def up_alignment(c2w: np.ndarray) -> np.ndarray:  # [C, 4, 4] -> [3, 3]
+    """Rotation taking the mean camera up vector (OpenCV -y) to +z."""
+    up = -c2w[:, :3, 1].mean(axis=0)
+    if np.linalg.norm(up) < 1e-9:
+        return np.eye(3)
+    return rotation_between(up, np.array([0.0, 0.0, 1.0]))
+
+
+def closest_point_to_axes(
+    centers: np.ndarray,  # [C, 3]
+    forwards: np.ndarray,  # [C, 3] unit
+) -> np.ndarray | None:  # [3], or None when ill-conditioned
+    """Least-squares point closest to the lines centers + t forwards (None if ill-posed).
+
+    Minimises sum_i |(I - d_i d_i^T)(p - o_i)|^2, whose normal equations are
+    (sum_i P_i) p = sum_i P_i o_i with the projectors P_i = I - d_i d_i^T.
+    """
+    d = forwards / np.linalg.norm(forwards, axis=1, keepdims=True)
+    proj = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # [C, 3, 3]
+    a = proj.mean(axis=0)
+    if np.linalg.eigvalsh(a).min() < AXES_MIN_EIGENVALUE:
+        return None
+    point = np.linalg.solve(a, (proj @ centers[:, :, None]).mean(axis=0)[:, 0])
+    in_front = np.einsum("ij,ij->i", point - centers, d) > 0
+    return point if in_front.mean() > 0.5 else None
+
+
+def blender_normalization() -> Normalization:
+    """nerf_synthetic: scale [-1.5, 1.5]^3 to [-1, 1]^3, near/far 2 and 6 scaled alike."""
+    s = 1.0 / BLENDER_HALF_EXTENT
+    return Normalization(
+        transform=similarity(s),
+        aabb=np.array([[-1.0] * 3, [1.0] * 3]),
+        unbounded=False,
+        near=BLENDER_NEAR * s,
+        far=BLENDER_FAR * s,
+    )
+
+
+def ngp_normalization(
+    scale: float = NGP_DEFAULT_SCALE,
+    offset: Sequence[float] = NGP_DEFAULT_OFFSET,
+    aabb_scale: float = 1.0,
+) -> Normalization:
+    """instant-ngp's unit cube (p * scale + offset) mapped onto [-1, 1]^3; aabb = aabb_scale box."""
+    transform = np.eye(4)
+    transform[:3, :3] *= 2.0 * scale
+    transform[:3, 3] = 2.0 * np.asarray(offset, dtype=np.float64) - 1.0
+    return Normalization(
+        transform=transform,
+        aabb=aabb_scale * np.array([[-1.0] * 3, [1.0] * 3]),
+        unbounded=aabb_scale > 1,
+    )
+
+
+def object_normalization(c2w: np.ndarray, align_up: bool = True) -> Normalization:  # c2w [C, 4, 4]
+    """The generic object rule (see the module docstring) for rigid OpenCV poses."""
+    centers, forwards = c2w[:, :3, 3], c2w[:, :3, 2]
+    center = closest_point_to_axes(centers, forwards)
+    if center is None:
+        center = centers.mean(axis=0)
+    rot = up_alignment(c2w) if align_up else np.eye(3)
+    mean_dist = np.linalg.norm(centers - center, axis=1).mean()
+    scale = OBJECT_CAMERA_DISTANCE / mean_dist if mean_dist > 0 else 1.0
+    return Normalization(
+        transform=similarity(scale, rot, center),
+        aabb=OBJECT_AABB_HALF_EXTENT * np.array([[-1.0] * 3, [1.0] * 3]),
+        unbounded=True,
+    )
+
+
+def frustum_corners(
+    c2w: np.ndarray,  # [C, 4, 4]
+    intrinsics: np.ndarray,  # [C, 6] fx, fy, cx, cy, width, height (pinhole)
+    depths: np.ndarray,  # [C] camera-z depth of the corners
+) -> np.ndarray:  # [C, 4, 3] world points
+    """The four image-corner points of each camera at camera-space depth `depths`."""
+    fx, fy, cx, cy, w, h = intrinsics.T
+    u = np.stack([np.zeros_like(w), w, np.zeros_like(w), w], axis=1)  # [C, 4]
+    v = np.stack([np.zeros_like(h), np.zeros_like(h), h, h], axis=1)
+    cam = np.stack([(u - cx[:, None]) / fx[:, None], (v - cy[:, None]) / fy[:, None], np.ones_like(u)], -1)
+    cam = cam * depths[:, None, None]
+    return np.einsum("cij,ckj->cki", c2w[:, :3, :3], cam) + c2w[:, None, :3, 3]
+
+
+def forward_facing_normalization(
+    c2w: np.ndarray,  # [C, 4, 4] rigid OpenCV poses
+    bounds: np.ndarray,  # [C, 2] near, far camera-z depths
+    intrinsics: np.ndarray,  # [C, 6] fx, fy, cx, cy, width, height
+) -> Normalization:
+    """The forward-facing rule (see the module docstring) for LLFF captures."""
+    centers, forwards = c2w[:, :3, 3], c2w[:, :3, 2]
+    mean_forward = forwards.mean(axis=0)
+    mean_forward /= np.linalg.norm(mean_forward)
+    focus = np.median(bounds.mean(axis=1))
+    center = centers.mean(axis=0) + mean_forward * focus
+    scale = FORWARD_FACING_FAR / np.percentile(bounds[:, 1], FAR_PERCENTILE)
+    transform = similarity(scale, up_alignment(c2w), center)
+    moved = apply_to_poses(transform, c2w)
+    scaled_bounds = bounds * scale
+    near_pts = frustum_corners(moved, intrinsics, scaled_bounds[:, 0])
+    far_pts = frustum_corners(moved, intrinsics, scaled_bounds[:, 1])
+    pts = np.concatenate([moved[:, :3, 3], near_pts.reshape(-1, 3), far_pts.reshape(-1, 3)])
+    far = np.linalg.norm(far_pts - moved[:, None, :3, 3], axis=-1).max()
+    return Normalization(
+        transform=transform,
+        aabb=np.stack([pts.min(axis=0), pts.max(axis=0)]),
+        unbounded=True,
+        near=float(scaled_bounds[:, 0].min()),
+        far=float(far),
+    )
