@@ -1,0 +1,397 @@
+"""Coloured triangle meshes from a density field: lattice, marching cubes, clean-up, colours.
+
+Vocabulary
+    density   sigma >= 0 in 1 / world unit, as in the compositing equation; `density_fn(points
+              [P, 3]) -> sigma [P]` is any callable (a trained field, an analytic test shape).
+    lattice   R x R x R sample points covering the box corners included, indexed [i, j, k] ->
+              (x, y, z); spacing = box extent / (R - 1) per axis ("voxel size").
+    box       the scene `aabb [2, 3]`, optionally intersected with the crop box of MeshConfig.
+    frame     everything is computed in the normalised frame of the scene; `transform` (the
+              scene's similarity, original -> normalised) is inverted at the end so the written
+              mesh sits where the photos were taken.
+
+Choices
+    Marching cubes is scikit-image's Lewiner implementation. With density high inside,
+    `gradient_direction="ascent"` gives counter-clockwise faces seen from outside, i.e. face
+    normals point from high to low density (checked by the sphere test). The lattice is padded
+    with one layer of its minimum density so that surfaces cut by the box are closed by caps; cap
+    vertices are clamped onto the box faces. Objects cut by the crop box are therefore watertight.
+    Vertex colours: the field is queried a little outside the surface (`color_offset_voxels`
+    along the outward normal) looking inwards, averaged over directions spread in a cone around
+    the inward normal, so view-dependent effects average out instead of baking one view in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import trimesh
+from skimage.measure import marching_cubes
+from torch import Tensor
+
+from nerf.errors import ConfigError, ExportError
+
+DensityFn = Callable[[Tensor], Tensor]  # points [P, 3] -> sigma [P]
+OccupiedFn = Callable[[Tensor], Tensor]  # points [P, 3] -> bool [P] (False = known empty)
+ColorFn = Callable[[Tensor, Tensor], Tensor]  # points [P, 3], unit directions [P, 3] -> rgb [P, 3]
+
+DEFAULT_MAX_LATTICE_BYTES = 4 << 30  # 4 GiB: resolution ~810 fits
+LATTICE_DTYPE_BYTES = 4  # float32 lattice and its padded float32 copy handed to marching cubes
+GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # spreads cone directions evenly (Fibonacci)
+OPEN3D_HINT = "the 'mesh' extra (pip install open3d)"
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """How a density field becomes a mesh (defaults suit a 360-degree object scene)."""
+
+    resolution: int = 256  # lattice points per axis over the (cropped) box
+    iso_level: float | str = "auto"  # density of the surface; "auto" = ln 2 / voxel size
+    chunk: int = 1 << 18  # points per density_fn / color_fn call (bounds peak memory)
+    crop_min: tuple[float, float, float] | None = None  # crop box corner, normalised frame; None = aabb
+    crop_max: tuple[float, float, float] | None = None  # opposite crop box corner; None = aabb
+    min_component_faces: int = 0  # drop connected components with fewer faces (0 = keep all)
+    keep_largest: int = 0  # then keep only the N largest components (0 = keep all)
+    decimate_faces: int = 0  # quadric decimation to this face budget with open3d (0 = off)
+    smooth_iterations: int = 0  # Taubin smoothing iterations with open3d (0 = off)
+    color_directions: int = 8  # viewing directions averaged per vertex colour
+    color_cone_deg: float = 30.0  # half-angle of their cone around the inward normal
+    color_offset_voxels: float = 1.0  # colours are read this many voxels outside the surface
+    max_lattice_bytes: int = DEFAULT_MAX_LATTICE_BYTES  # refuse lattices needing more memory
+
+    def __post_init__(self) -> None:
+        if self.resolution < 3:
+            raise ConfigError(f"mesh resolution must be >= 3, got {self.resolution}")
+        if isinstance(self.iso_level, str) and self.iso_level != "auto":
+            try:  # config files give numbers as text
+                object.__setattr__(self, "iso_level", float(self.iso_level))
+            except ValueError:
+                msg = f"mesh iso_level must be 'auto' or a number, got {self.iso_level!r}"
+                raise ConfigError(msg) from None
+        if self.chunk < 1 or self.color_directions < 1:
+            raise ConfigError("mesh chunk and color_directions must be >= 1")
+        if (self.crop_min is None) != (self.crop_max is None):
+            raise ConfigError("mesh crop box needs both crop_min and crop_max")
+        if min(self.min_component_faces, self.keep_largest, self.decimate_faces, self.smooth_iterations) < 0:
+            raise ConfigError("mesh clean-up counts must be >= 0 (0 turns a step off)")
+
+
+@dataclass(frozen=True)
+class MeshStats:
+    """What extract_mesh produced."""
+
+    n_vertices: int
+    n_faces: int
+    n_components: int  # connected components straight out of marching cubes
+    components_removed: int
+    watertight: bool  # trimesh's test: every edge shared by exactly two faces
+    iso_level: float
+    density_range: tuple[float, float]  # (min, max) over the lattice
+
+
+def auto_iso_level(voxel_size: float) -> float:
+    """The density at which a slab one voxel thick is half opaque.
+
+    The opacity of a segment of length delta is alpha = 1 - exp(-sigma delta); alpha = 0.5 gives
+    sigma = ln 2 / delta. Thinner voxels need denser matter to look solid, so the level follows
+    the lattice resolution instead of being one magic number for every scene scale.
+
+    Args:
+        voxel_size: lattice spacing in world units.
+
+    Returns:
+        The iso-level sigma in 1 / world unit.
+    """
+    if voxel_size <= 0:
+        raise ExportError(f"auto_iso_level: voxel size must be positive, got {voxel_size}")
+    return math.log(2.0) / voxel_size
+
+
+def lattice_bytes(resolution: int) -> int:
+    """Memory of an R^3 float32 lattice plus its padded copy for marching cubes."""
+    return LATTICE_DTYPE_BYTES * (resolution**3 + (resolution + 2) ** 3)
+
+
+def largest_fitting_resolution(max_bytes: int) -> int:
+    """The largest lattice resolution whose lattice_bytes fit in `max_bytes`."""
+    r = int((max_bytes / (2 * LATTICE_DTYPE_BYTES)) ** (1.0 / 3.0)) + 1
+    while r > 0 and lattice_bytes(r) > max_bytes:
+        r -= 1
+    return r
+
+
+def density_lattice(
+    density_fn: DensityFn,
+    aabb: Tensor,  # [2, 3] box (min row, max row)
+    resolution: int,
+    chunk: int = 1 << 18,
+    occupied_fn: OccupiedFn | None = None,
+    device: torch.device | str = "cpu",
+    max_lattice_bytes: int = DEFAULT_MAX_LATTICE_BYTES,
+) -> Tensor:  # [R, R, R] float32 on the CPU, indexed [i, j, k] -> (x, y, z)
+    """Sample `density_fn` on the lattice spanning `aabb`, `chunk` points at a time.
+
+    Args:
+        density_fn: points [P, 3] on `device` -> sigma [P].
+        aabb: [2, 3] lattice box; its corners are lattice points.
+        resolution: points per axis.
+        chunk: points per call.
+        occupied_fn: optional points [P, 3] -> bool [P]; where False the density is 0 and
+            `density_fn` is not called (e.g. the occupancy grid of training).
+        device: where the points are built and the callables run.
+        max_lattice_bytes: memory budget; a lattice needing more raises ExportError.
+
+    Returns:
+        [R, R, R] float32 densities on the CPU.
+    """
+    if lattice_bytes(resolution) > max_lattice_bytes:
+        fit = largest_fitting_resolution(max_lattice_bytes)
+        raise ExportError(
+            f"mesh resolution {resolution} needs {lattice_bytes(resolution) / 2**30:.2f} GiB for the "
+            f"density lattice, over the budget of {max_lattice_bytes / 2**30:.2f} GiB; use resolution "
+            f"{fit} or less (or raise max_lattice_bytes)"
+        )
+    box = torch.as_tensor(aabb, dtype=torch.float32, device=device)
+    if box.shape != (2, 3) or not bool((box[1] > box[0]).all()):
+        raise ExportError(f"density_lattice: aabb must be [2, 3] with min < max, got {box.tolist()}")
+    axes = [torch.linspace(float(box[0, a]), float(box[1, a]), resolution, device=device) for a in range(3)]
+    total = resolution**3
+    grid = torch.zeros(total, dtype=torch.float32)
+    with torch.no_grad():
+        for start in range(0, total, chunk):
+            idx = torch.arange(start, min(start + chunk, total), device=device)
+            points = torch.stack(
+                [axes[0][idx // (resolution * resolution)], axes[1][(idx // resolution) % resolution],
+                 axes[2][idx % resolution]], dim=-1,
+            )
+            values = torch.zeros(len(idx), dtype=torch.float32, device=device)
+            mask = None if occupied_fn is None else occupied_fn(points).reshape(-1).bool()
+            if mask is None:
+                values = _call_density(density_fn, points)
+            elif bool(mask.any()):
+                values[mask] = _call_density(density_fn, points[mask])
+            grid[start : start + len(idx)] = values.cpu()
+    bad = int((~torch.isfinite(grid)).sum())
+    if bad:
+        raise ExportError(f"density_lattice: density_fn returned {bad} non-finite values (NaN or inf)")
+    return grid.reshape(resolution, resolution, resolution)
+
+
+def _call_density(density_fn: DensityFn, points: Tensor) -> Tensor:  # [P, 3] -> [P] float32
+    sigma = density_fn(points)
+    if sigma.numel() != points.shape[0]:
+        raise ExportError(
+            f"density_fn must return one density per point: got shape {tuple(sigma.shape)} for "
+            f"{points.shape[0]} points"
+        )
+    return sigma.reshape(-1).float()
+
+
+def mesh_box(aabb: Tensor, cfg: MeshConfig) -> np.ndarray:  # [2, 3] float64
+    """The box to mesh: `aabb`, intersected with the crop box when one is set."""
+    box = np.asarray(torch.as_tensor(aabb).cpu(), dtype=np.float64).reshape(2, 3)
+    if cfg.crop_min is None:
+        return box
+    crop = np.array([cfg.crop_min, cfg.crop_max], dtype=np.float64)
+    inter = np.stack([np.maximum(box[0], crop[0]), np.minimum(box[1], crop[1])])
+    if not (inter[1] > inter[0]).all():
+        raise ExportError(
+            f"mesh crop box {crop.tolist()} does not overlap the scene box {box.tolist()} "
+            "(both in the normalised frame)"
+        )
+    return inter
+
+
+def extract_mesh(
+    density_fn: DensityFn,
+    aabb: Tensor,  # [2, 3]
+    cfg: MeshConfig,
+    color_fn: ColorFn | None = None,
+    occupied_fn: OccupiedFn | None = None,
+    transform: Tensor | None = None,  # [4, 4] similarity original -> normalised
+    device: torch.device | str = "cpu",
+) -> tuple[trimesh.Trimesh, MeshStats]:
+    """Marching cubes on the density lattice, cleaned and coloured, in the original frame.
+
+    Args:
+        density_fn: points [P, 3] -> sigma [P] (normalised frame).
+        aabb: [2, 3] scene box in the normalised frame.
+        cfg: resolution, iso level, crop box, clean-up and colour settings.
+        color_fn: optional points [P, 3], unit directions [P, 3] -> rgb [P, 3] in [0, 1].
+        occupied_fn: optional points [P, 3] -> bool [P]; False skips the density query.
+        transform: the scene's similarity (original -> normalised); its inverse maps the mesh
+            back. None keeps the normalised frame.
+        device: where the callables run.
+
+    Returns:
+        The mesh (vertex colours when `color_fn` is given) and its MeshStats.
+    """
+    box = mesh_box(aabb, cfg)
+    grid = density_lattice(
+        density_fn, torch.as_tensor(box, dtype=torch.float32), cfg.resolution, cfg.chunk,
+        occupied_fn, device, cfg.max_lattice_bytes,
+    ).numpy()
+    spacing = (box[1] - box[0]) / (cfg.resolution - 1)
+    level = auto_iso_level(float(spacing.mean())) if cfg.iso_level == "auto" else float(cfg.iso_level)
+    lo, hi = float(grid.min()), float(grid.max())
+    if not lo < level < hi:
+        side = "no lattice point is denser than" if hi <= level else "every lattice point is denser than"
+        raise ExportError(
+            f"mesh: empty iso-surface: {side} the iso level {level:.4g}; densities found range over "
+            f"[{lo:.4g}, {hi:.4g}] on the {cfg.resolution}^3 lattice in box {box.tolist()}; "
+            "choose an iso_level inside that range"
+        )
+    padded = np.pad(grid, 1, mode="constant", constant_values=lo)
+    verts, faces, _, _ = marching_cubes(padded, level, spacing=tuple(spacing), gradient_direction="ascent")
+    verts = np.clip(verts + (box[0] - spacing), box[0], box[1])
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+
+    n_components, removed, mesh = remove_components(mesh, cfg.min_component_faces, cfg.keep_largest)
+    if cfg.decimate_faces and len(mesh.faces) > cfg.decimate_faces:
+        mesh = decimate(mesh, cfg.decimate_faces)
+    if cfg.smooth_iterations:
+        mesh = smooth_taubin(mesh, cfg.smooth_iterations)
+    if color_fn is not None:
+        mesh.visual.vertex_colors = vertex_colors(mesh, color_fn, cfg, float(spacing.mean()), device)
+    if transform is not None:
+        mesh = to_original_frame(mesh, transform)
+    stats = MeshStats(
+        n_vertices=len(mesh.vertices), n_faces=len(mesh.faces), n_components=n_components,
+        components_removed=removed, watertight=bool(mesh.is_watertight), iso_level=level,
+        density_range=(lo, hi),
+    )
+    return mesh, stats
+
+
+def remove_components(
+    mesh: trimesh.Trimesh, min_faces: int, keep_largest: int
+) -> tuple[int, int, trimesh.Trimesh]:
+    """Drop edge-connected components with fewer than `min_faces` faces, then keep the largest N.
+
+    Returns:
+        (components before, components removed, cleaned mesh).
+    """
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    sizes = np.bincount(labels)
+    keep = sizes >= min_faces
+    if keep_largest and keep.sum() > keep_largest:
+        order = np.argsort(-np.where(keep, sizes, -1), kind="stable")
+        keep = np.zeros_like(keep)
+        keep[order[:keep_largest]] = True
+    if not keep.any():
+        raise ExportError(
+            f"mesh: every component has fewer than min_component_faces={min_faces} faces "
+            f"(the largest has {int(sizes.max())}); lower min_component_faces"
+        )
+    if keep.all():
+        return len(sizes), 0, mesh
+    cleaned = mesh.copy()
+    cleaned.update_faces(keep[labels])
+    cleaned.remove_unreferenced_vertices()
+    return len(sizes), int((~keep).sum()), cleaned
+
+
+def vertex_colors(
+    mesh: trimesh.Trimesh,
+    color_fn: ColorFn,
+    cfg: MeshConfig,
+    voxel_size: float,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:  # [V, 3] uint8
+    """Average colour seen looking at each vertex from just outside, over a cone of directions."""
+    normals = torch.tensor(np.array(mesh.vertex_normals), dtype=torch.float32, device=device)
+    verts = torch.tensor(np.array(mesh.vertices), dtype=torch.float32, device=device)
+    origins = verts + cfg.color_offset_voxels * voxel_size * normals
+    k = cfg.color_directions
+    per_call = max(1, cfg.chunk // k)
+    out = torch.empty(len(verts), 3, dtype=torch.float32)
+    with torch.no_grad():
+        for start in range(0, len(verts), per_call):
+            sl = slice(start, start + per_call)
+            dirs = cone_directions(-normals[sl], k, math.radians(cfg.color_cone_deg))  # [n, k, 3]
+            pts = origins[sl, None, :].expand_as(dirs)
+            rgb = color_fn(pts.reshape(-1, 3), dirs.reshape(-1, 3))
+            if rgb.shape != (pts.shape[0] * k, 3):
+                raise ExportError(
+                    f"color_fn must return rgb [P, 3]: got {tuple(rgb.shape)} for {pts.shape[0] * k} points"
+                )
+            out[sl] = rgb.float().reshape(-1, k, 3).mean(dim=1).cpu()
+    return np.round(out.clamp(0.0, 1.0).numpy() * 255.0).astype(np.uint8)
+
+
+def cone_directions(
+    axes: Tensor,  # [N, 3] unit cone axes
+    count: int,
+    half_angle: float,  # radians
+) -> Tensor:  # [N, count, 3] unit directions
+    """`count` deterministic unit directions spread evenly (Fibonacci) in a cone around each axis."""
+    if count == 1:
+        return axes[:, None, :]
+    k = torch.arange(count, dtype=axes.dtype, device=axes.device)
+    cos_t = 1.0 - (1.0 - math.cos(half_angle)) * (k + 0.5) / count
+    sin_t = torch.sqrt((1.0 - cos_t * cos_t).clamp_min(0.0))
+    phi = k * GOLDEN_ANGLE
+    helper = torch.zeros_like(axes)
+    use_y = axes[:, 0].abs() > 0.9
+    helper[:, 0] = (~use_y).to(axes.dtype)
+    helper[:, 1] = use_y.to(axes.dtype)
+    t1 = torch.linalg.cross(axes, helper)
+    t1 = t1 / t1.norm(dim=-1, keepdim=True)
+    t2 = torch.linalg.cross(axes, t1)
+    local = (torch.cos(phi)[:, None] * t1[:, None, :] + torch.sin(phi)[:, None] * t2[:, None, :])
+    return cos_t[None, :, None] * axes[:, None, :] + sin_t[None, :, None] * local
+
+
+def to_original_frame(mesh: trimesh.Trimesh, transform: Tensor) -> trimesh.Trimesh:
+    """Map a normalised-frame mesh back with the inverse of `transform [4, 4]`, keeping colours."""
+    t = np.asarray(torch.as_tensor(transform).cpu(), dtype=np.float64)
+    if t.shape != (4, 4) or not np.allclose(t[3], [0.0, 0.0, 0.0, 1.0]):
+        raise ExportError(f"mesh transform must be a 4x4 similarity with last row [0, 0, 0, 1], "
+                          f"got {t.tolist()}")
+    inv = np.linalg.inv(t)
+    verts = np.asarray(mesh.vertices) @ inv[:3, :3].T + inv[:3, 3]
+    faces = np.asarray(mesh.faces)
+    if np.linalg.det(t[:3, :3]) < 0:  # a reflection would turn the mesh inside out
+        faces = faces[:, ::-1]
+    out = trimesh.Trimesh(verts, faces, process=False)
+    if mesh.visual.kind == "vertex":
+        out.visual.vertex_colors = np.asarray(mesh.visual.vertex_colors)
+    return out
+
+
+def _require_open3d():
+    try:
+        import open3d
+    except ImportError as exc:
+        raise ExportError(f"mesh decimation and smoothing need open3d, {OPEN3D_HINT}") from exc
+    return open3d
+
+
+def _to_open3d(mesh: trimesh.Trimesh, o3d):
+    return o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(np.asarray(mesh.vertices, dtype=np.float64)),
+        o3d.utility.Vector3iVector(np.asarray(mesh.faces, dtype=np.int32)),
+    )
+
+
+def _from_open3d(o3d_mesh) -> trimesh.Trimesh:
+    mesh = trimesh.Trimesh(np.asarray(o3d_mesh.vertices), np.asarray(o3d_mesh.triangles), process=False)
+    mesh.remove_unreferenced_vertices()
+    return mesh
+
+
+def decimate(mesh: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
+    """Quadric-error decimation (Garland and Heckbert) to about `target_faces` faces, via open3d."""
+    o3d = _require_open3d()
+    simplified = _to_open3d(mesh, o3d).simplify_quadric_decimation(target_number_of_triangles=target_faces)
+    return _from_open3d(simplified)
+
+
+def smooth_taubin(mesh: trimesh.Trimesh, iterations: int) -> trimesh.Trimesh:
+    """Taubin lambda/mu smoothing (removes bumps without the shrinking of Laplacian smoothing)."""
+    o3d = _require_open3d()
+    return _from_open3d(_to_open3d(mesh, o3d).filter_smooth_taubin(number_of_iterations=iterations))
