@@ -1,0 +1,20 @@
+"""Photos, a video or an existing COLMAP model -> a posed scene folder (see nerf/sfm.py).
+
+Examples:
+    python tools/colmap2nerf.py data/my_photos --out data/my_scene --max-image-size 1600
+    python tools/colmap2nerf.py clip.mp4 --out data/clip --fps 3
+    python tools/colmap2nerf.py --colmap-model data/x/sparse/0 --images data/x/images --out data/x_scene
+"""
+
+import sys
+
+from nerf.sfm import cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nerf-process` console script; returns the exit status."""
+    return cli(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Run the SfM pipeline on a photo set and compare its poses with a reference transforms.json.
+
+Errors are measured after a similarity alignment (nerf/sfm_eval.py): camera-centre error as a
+fraction of the reference cameras' spread, rotation error in degrees.
+
+Example:
+    nice -n 19 python tools/evaluate_sfm.py ../shared/data/fox/images \
+        --reference ../shared/data/fox/transforms.json --out /tmp/fox_sfm --max-image-size 1000
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from nerf.errors import NerfError
+from nerf.sfm import SfmConfig, run_sfm
+from nerf.sfm_eval import evaluate_scene
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run SfM (unless --skip-sfm), evaluate the poses, print and save the numbers."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images", type=Path, help="folder of photos (or a video)")
+    parser.add_argument("--reference", type=Path, required=True, help="reference transforms.json")
+    parser.add_argument("--out", type=Path, required=True, help="scene folder to write")
+    parser.add_argument("--max-image-size", type=int, default=1000)
+    parser.add_argument("--skip-sfm", action="store_true", help="evaluate an existing scene in --out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[evaluate_sfm] %(message)s")
+    try:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        if not args.skip_sfm:
+            run_sfm(args.images, args.out, SfmConfig(max_image_size=args.max_image_size))
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        result = evaluate_scene(args.out / "transforms.json", args.reference)
+    except NerfError as err:
+        print(f"error: {err}")
+        return 2
+    numbers = {k: v for k, v in result.items() if not hasattr(v, "shape")}
+    numbers.update(wall_seconds=wall, cpu_seconds_all_threads=cpu)
+    print(json.dumps(numbers, indent=2))
+    (args.out / "evaluation.json").write_text(json.dumps(numbers, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
