@@ -1,0 +1,347 @@
+"""Multiresolution hash encoding (instant-ngp): the `HashGrid` module and its torch backend.
+
+A position x in [0, 1]^3 (the caller normalises world points by the scene aabb) is looked up in
+L grids of growing resolution; each level interpolates the F-feature entries of the 8 vertices
+of the cell around x trilinearly, and the L results are concatenated:
+
+    out[n, l*F:(l+1)*F] = sum over corners c of w_c(frac(p)) * table[offset_l + index_l(c)]
+
+with p = x * s_l + 0.5. The level geometry, the 0.5 offset, the dense/hashed indexing and the
+flat table layout follow tiny-cuda-nn exactly (see `nerf.encodings.hashgrid_levels`), so a
+parameter vector trained with one backend evaluates identically with the others. Positions are
+clamped to [0, 1] (NaN maps to 0, so no index can leave the table) and receive no gradient: a
+NeRF trains only the table, and the encoding is a constant function of the positions for
+autograd.
+
+Backends, same signature `hash_encode(positions, table, levels) -> [N, L*F]`:
+    "torch"  this module (the specification; runs anywhere, the CPU training path)
+    "triton" `nerf.encodings.hashgrid_triton` (fused kernels; CPU tensors under TRITON_INTERPRET=1)
+    "tcnn"   `nerf.encodings.hashgrid_tcnn` (tiny-cuda-nn, when installed, CUDA only)
+    "auto"   tcnn, else triton on CUDA tensors; torch on CPU tensors.
+
+The torch backend is an autograd.Function with an explicit backward. On CPU its cost is memory
+traffic, so it walks level by level (one level's table stays in cache) over chunks of points,
+writing into preallocated buffers: allocating large temporaries costs a page fault per 4 KiB on
+every call. The table gradient is one `index_add_` per chunk with each F=2 row viewed as one
+complex number, the fastest exact variant measured by tools/benchmark_hashgrid.py.
+"""
+
+import importlib
+import importlib.util
+import os
+
+import torch
+from torch import Tensor, nn
+
+from nerf.encodings.hashgrid_levels import HASH_PRIMES, HashGridLevels, make_levels, per_level_scale
+from nerf.errors import ConfigError
+
+BACKENDS = ("torch", "triton", "tcnn", "auto")
+
+# Points per chunk of the torch backend: its [chunk, 8] int64 buffers (1 MiB) stay in L2.
+CHUNK_POINTS = 16384
+
+# instant-ngp's initialisation of the table.
+INIT_RANGE = 1e-4
+
+
+def _triton_usable() -> bool:
+    if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    return importlib.util.find_spec("triton") is not None
+
+
+def _tcnn_usable() -> bool:
+    if not torch.cuda.is_available() or importlib.util.find_spec("tinycudann") is None:
+        return False
+    try:
+        importlib.import_module("tinycudann")
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def available_hashgrid_backends() -> list[str]:
+    """Hash-grid backends that can run in this process.
+
+    Returns:
+        ["torch"], plus "triton" when triton imports and CUDA is available or TRITON_INTERPRET=1
+        is set, plus "tcnn" when tinycudann imports and CUDA is available.
+    """
+    names = ["torch"]
+    if _triton_usable():
+        names.append("triton")
+    if _tcnn_usable():
+        names.append("tcnn")
+    return names
+
+
+def _row_view(table: Tensor) -> Tensor:  # [E, F] -> [E] or [E, F]
+    """View each table row as one element when a dtype of that size exists.
+
+    F=2 rows become complex numbers: indexing, multiplying by a real weight and summing then
+    work on one contiguous element per row, several times faster than on [E, 2] rows.
+    """
+    if table.shape[1] == 1:
+        return table.view(-1)
+    if table.shape[1] == 2 and table.dtype in (torch.float32, torch.float64):
+        complex_dtype = torch.complex64 if table.dtype == torch.float32 else torch.complex128
+        return table.view(complex_dtype).view(-1)
+    return table
+
+
+class _LevelCorners:
+    """Reusable buffers holding the 8 cell corners of a chunk of points at one level.
+
+    Layouts are corner-major with the points innermost ([2, 2, 2, C]), so every elementwise op
+    runs contiguous over points and broadcasts only over outer dimensions (vectorised loops).
+    """
+
+    def __init__(self, chunk: int, dtype: torch.dtype, device: torch.device):
+        def buffer(size: int, buffer_dtype: torch.dtype) -> Tensor:
+            return torch.empty(size * chunk, dtype=buffer_dtype, device=device)
+
+        self.pos, self.cell = buffer(3, dtype), buffer(3, torch.int64)
+        self.axis_terms, self.axis_weights = buffer(6, torch.int64), buffer(6, dtype)
+        self.pair_index, self.pair_weights = buffer(4, torch.int64), buffer(4, dtype)
+        self.index, self.weights = buffer(8, torch.int64), buffer(8, dtype)
+
+    def compute(
+        self,
+        xt: Tensor,  # [3, C] transposed positions in [0, 1]
+        level: int,
+        levels: HashGridLevels,
+        multipliers: Tensor,  # [3, 1] int64: hash primes, or (1, R, R^2) for a dense level
+    ) -> tuple[Tensor, Tensor]:  # index [8 * C] int64 into the level's rows, weights [8, C]
+        """Table indices (within the level) and trilinear weights of the 8 corners."""
+        c = xt.shape[1]
+        pos, cell = self.pos[: 3 * c].view(3, c), self.cell[: 3 * c].view(3, c)
+        terms, axis_w = self.axis_terms[: 6 * c].view(3, 2, c), self.axis_weights[: 6 * c].view(3, 2, c)
+        pair_index, pair_w = self.pair_index[: 4 * c].view(2, 2, c), self.pair_weights[: 4 * c].view(2, 2, c)
+        index, weights = self.index[: 8 * c].view(2, 2, 2, c), self.weights[: 8 * c].view(2, 2, 2, c)
+        torch.mul(xt, levels.scales[level], out=pos)
+        pos.add_(0.5)
+        cell.copy_(pos)  # truncation is floor here: pos >= 0.5
+        torch.sub(pos, cell, out=axis_w[:, 1])
+        torch.neg(axis_w[:, 1], out=axis_w[:, 0])
+        axis_w[:, 0].add_(1.0)
+        # Per-axis terms of the lower and upper vertex; a corner combines one term per axis.
+        torch.mul(cell, multipliers, out=terms[:, 0])
+        torch.add(terms[:, 0], multipliers, out=terms[:, 1])
+        tx, ty, tz = terms[0, :, None, None, :], terms[1, None, :, None, :], terms[2, None, None, :, :]
+        if levels.hashed[level]:
+            # T is a power of two: the low bits of these 64-bit products equal those of tcnn's
+            # 32-bit products, and masking each term before the xor equals `% T` after it.
+            terms.bitwise_and_(levels.table_sizes[level] - 1)
+            torch.bitwise_xor(tx[:, :, 0], ty[:, :, 0], out=pair_index)
+            torch.bitwise_xor(pair_index[:, :, None, :], tz, out=index)
+        else:
+            torch.add(tx[:, :, 0], ty[:, :, 0], out=pair_index)
+            torch.add(pair_index[:, :, None, :], tz, out=index)
+            index.remainder_(levels.table_sizes[level])
+        wx, wy, wz = axis_w[0, :, None, None, :], axis_w[1, None, :, None, :], axis_w[2, None, None, :, :]
+        torch.mul(wx[:, :, 0], wy[:, :, 0], out=pair_w)
+        torch.mul(pair_w[:, :, None, :], wz, out=weights)
+        return index.view(8 * c), weights.view(8, c)
+
+
+def _multipliers(levels: HashGridLevels, level: int, device: torch.device) -> Tensor:  # [3, 1]
+    r = levels.resolutions[level]
+    values = HASH_PRIMES if levels.hashed[level] else (1, r, r * r)
+    return torch.tensor(values, dtype=torch.int64, device=device).view(3, 1)
+
+
+def _level_rows(rows: Tensor, levels: HashGridLevels, level: int) -> Tensor:  # [T_l] or [T_l, F]
+    return rows[levels.offsets[level] : levels.offsets[level + 1]]
+
+
+def _chunks(n: int):
+    for start in range(0, n, CHUNK_POINTS):
+        yield start, min(start + CHUNK_POINTS, n)
+
+
+def _encode_forward(
+    positions: Tensor,  # [N, 3] in [0, 1]
+    table: Tensor,  # [E, F]
+    levels: HashGridLevels,
+) -> Tensor:  # [N, L*F]
+    n, f = positions.shape[0], levels.n_features
+    out = torch.empty(n, levels.n_levels, f, dtype=table.dtype, device=table.device)
+    chunk = min(CHUNK_POINTS, max(n, 1))
+    corners = _LevelCorners(chunk, table.dtype, table.device)
+    rows = _row_view(table)
+    row_shape = rows.shape[1:]
+    gathered = torch.empty(8 * chunk, *row_shape, dtype=rows.dtype, device=table.device)
+    xt = positions.t().contiguous()
+    for level in range(levels.n_levels):
+        multipliers = _multipliers(levels, level, table.device)
+        level_rows = _level_rows(rows, levels, level)
+        for start, end in _chunks(n):
+            c = end - start
+            index, weights = corners.compute(xt[:, start:end], level, levels, multipliers)
+            values = torch.index_select(level_rows, 0, index, out=gathered[: 8 * c]).view(8, c, *row_shape)
+            blended = (values * weights.view(8, c, *([1] * len(row_shape)))).sum(0)
+            out[start:end, level] = blended.view(table.dtype).view(c, f)
+    return out.view(n, levels.n_levels * f)
+
+
+def _encode_table_grad(
+    positions: Tensor,  # [N, 3] in [0, 1]
+    v_out: Tensor,  # [N, L*F]
+    levels: HashGridLevels,
+    dtype: torch.dtype,
+) -> Tensor:  # [E, F]
+    n, f = positions.shape[0], levels.n_features
+    v_table = torch.zeros(levels.n_entries, f, dtype=dtype, device=v_out.device)
+    v_rows = _row_view(v_table)
+    row_shape = v_rows.shape[1:]
+    # Level-major cotangent viewed like the table rows ([L, N] complex for F=2), so that one
+    # level's slice is contiguous over points like the weights it multiplies.
+    v_out_rows = v_out.to(dtype).view(n, levels.n_levels, f).transpose(0, 1).contiguous()
+    v_out_rows = _row_view(v_out_rows.view(levels.n_levels * n, f)).view(levels.n_levels, n, *row_shape)
+    chunk = min(CHUNK_POINTS, max(n, 1))
+    corners = _LevelCorners(chunk, dtype, v_out.device)
+    products = torch.empty(8 * chunk, *row_shape, dtype=v_rows.dtype, device=v_out.device)
+    xt = positions.t().contiguous()
+    for level in range(levels.n_levels):
+        multipliers = _multipliers(levels, level, v_out.device)
+        level_rows = _level_rows(v_rows, levels, level)
+        for start, end in _chunks(n):
+            c = end - start
+            index, weights = corners.compute(xt[:, start:end], level, levels, multipliers)
+            source = products[: 8 * c].view(8, c, *row_shape)
+            torch.mul(v_out_rows[level, start:end], weights.view(8, c, *([1] * len(row_shape))), out=source)
+            level_rows.index_add_(0, index, products[: 8 * c])
+    return v_table
+
+
+class _HashEncode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, positions, table, levels):
+        positions = positions.detach().to(table.dtype).nan_to_num(0.0).clamp(0.0, 1.0).contiguous()
+        ctx.save_for_backward(positions)
+        ctx.levels = levels
+        ctx.table_dtype = table.dtype
+        return _encode_forward(positions, table.detach().contiguous(), levels)
+
+    @staticmethod
+    def backward(ctx, v_out):
+        (positions,) = ctx.saved_tensors
+        v_table = None
+        if ctx.needs_input_grad[1]:
+            v_table = _encode_table_grad(positions, v_out, ctx.levels, ctx.table_dtype)
+        return None, v_table, None
+
+
+def hash_encode(
+    positions: Tensor,  # [N, 3] in [0, 1]
+    table: Tensor,  # [E, F] float32 or float64
+    levels: HashGridLevels,
+) -> Tensor:  # [N, L*F], table's dtype
+    """Encode positions with a multiresolution hash grid (torch backend, the specification).
+
+    Args:
+        positions: points in the unit cube; clamped to [0, 1]; no gradient flows to them.
+        table: the flat feature table of all levels (`levels.offsets` delimit the levels).
+        levels: level geometry from `make_levels`.
+
+    Returns:
+        Level-major concatenated features: columns l*F .. l*F+F-1 belong to level l.
+    """
+    return _HashEncode.apply(positions, table, levels)
+
+
+class HashGrid(nn.Module):
+    """instant-ngp multiresolution hash encoding of positions in [0, 1]^3.
+
+    Args:
+        n_levels: L, number of resolutions.
+        n_features: F, features per level (1, 2, 4 or 8).
+        log2_table_size: log2 T, the entries of one hashed level.
+        base_resolution: resolution of the coarsest level.
+        max_resolution: resolution of the finest level.
+        backend: "torch", "triton", "tcnn" or "auto" (see the module docstring).
+        half_table: Triton backend only: its kernels read a float16 copy of the table (half
+            the memory traffic) and accumulate the gradient in float32 into the float32 table.
+
+    The parameter `params` [E*F] is tcnn's flat parameter vector; `table` views it as [E, F].
+    Forward: positions [N, 3] -> features [N, L*F] float32.
+    """
+
+    def __init__(
+        self,
+        n_levels: int = 16,
+        n_features: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        max_resolution: int = 2048,
+        backend: str = "auto",
+        half_table: bool = False,
+    ):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ConfigError(f"hash grid: unknown backend {backend!r}; choose one of {BACKENDS}")
+        if backend == "tcnn" and not _tcnn_usable():
+            raise ConfigError(
+                "hash grid: backend 'tcnn' needs the tinycudann package and a CUDA device; "
+                "install tiny-cuda-nn's PyTorch bindings or use backend 'triton' or 'torch'"
+            )
+        if half_table and backend in ("torch", "tcnn"):
+            raise ConfigError(f"hash grid: half_table applies to the Triton backend only, not {backend!r}")
+        self.levels = make_levels(n_levels, n_features, log2_table_size, base_resolution, max_resolution)
+        self.log2_table_size = log2_table_size
+        self.base_resolution = base_resolution
+        self.per_level_scale = per_level_scale(base_resolution, max_resolution, n_levels)
+        self.backend = backend
+        self.half_table = half_table
+        size = self.levels.n_entries * n_features
+        self.params = nn.Parameter(torch.empty(size).uniform_(-INIT_RANGE, INIT_RANGE))
+        self._tcnn = None
+
+    @property
+    def out_dim(self) -> int:
+        return self.levels.n_levels * self.levels.n_features
+
+    @property
+    def table(self) -> Tensor:  # [E, F]
+        return self.params.view(self.levels.n_entries, self.levels.n_features)
+
+    def resolve_backend(self, device: torch.device) -> str:
+        """The backend a forward on `device` uses ("auto" resolved)."""
+        if self.backend != "auto":
+            return self.backend
+        if device.type != "cuda":
+            return "torch"
+        if _tcnn_usable():
+            return "tcnn"
+        return "triton" if _triton_usable() else "torch"
+
+    def forward(self, positions: Tensor) -> Tensor:  # [N, 3] -> [N, L*F] float32
+        if positions.dim() != 2 or positions.shape[1] != 3 or not positions.is_floating_point():
+            raise ValueError(f"HashGrid expects float positions [N, 3], got {tuple(positions.shape)} {positions.dtype}")
+        if positions.device != self.params.device:
+            raise ValueError(f"HashGrid: positions on {positions.device}, parameters on {self.params.device}")
+        backend = self.resolve_backend(positions.device)
+        if backend == "tcnn":
+            if self._tcnn is None:
+                tcnn_module = importlib.import_module("nerf.encodings.hashgrid_tcnn")
+                self._tcnn = tcnn_module.TcnnHashGrid(
+                    self.levels, self.log2_table_size, self.base_resolution, self.per_level_scale
+                )
+            return self._tcnn(positions, self.params)
+        if backend == "triton":
+            if not _triton_usable():
+                raise ConfigError(
+                    "hash grid: backend 'triton' needs triton and a CUDA device (or TRITON_INTERPRET=1 "
+                    "for CPU tensors)"
+                )
+            triton_module = importlib.import_module("nerf.encodings.hashgrid_triton")
+            return triton_module.hash_encode(positions, self.table, self.levels, half_table=self.half_table)
+        return hash_encode(positions, self.table, self.levels)
+
+    def extra_repr(self) -> str:
+        lv = self.levels
+        return (
+            f"n_levels={lv.n_levels}, n_features={lv.n_features}, log2_table_size={self.log2_table_size}, "
+            f"resolutions={lv.resolutions[0]}..{lv.resolutions[-1]}, backend={self.backend!r}"
+        )
