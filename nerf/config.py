@@ -83,6 +83,13 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    video_frames: int = 60  # frames of the orbit video the main job renders (0 = none)
+    video_fps: float = 30.0  # its frame rate
+    mesh_resolution: int = 256  # marching-cubes lattice of the main job's mesh.ply (0 = none)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "demo"  # run name: outputs go to <runs_dir>/<name>
     runs_dir: str = "runs"  # parent folder of run directories
@@ -94,6 +101,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -124,6 +132,38 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _converter(typ):
+    """Text -> value for a field type: bool, numbers, str, tuples of numbers, optionals, unions."""
+    if typ is bool:
+        return _parse_bool
+    args = typing.get_args(typ)
+    if typing.get_origin(typ) is tuple:
+        return lambda text: tuple(args[0](v) for v in text.replace(",", " ").split())
+    if args:  # a union such as `float | None` or `float | str`: first member that parses
+        members = [a for a in args if a is not type(None)]
+
+        def convert(text: str):
+            if type(None) in args and text.strip().lower() in ("none", ""):
+                return None
+            for member in members:
+                try:
+                    return _converter(member)(text)
+                except ValueError:
+                    continue
+            raise ValueError(f"cannot read {text!r} as {typ}")
+
+        return convert
+    return typ
+
+
+def _to_text(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def _sections(cls) -> list[tuple[str | None, type]]:
     """(attribute, dataclass) pairs: the top level (None) then each nested section."""
     hints = typing.get_type_hints(cls)
@@ -141,8 +181,9 @@ def _leaf_fields(cls):
             yield f, hints[f.name]
 
 
-def build_parser(description: str = "", extra: typing.Callable | None = None) -> configargparse.ArgParser:
-    """A parser with one `--key` per config field (and `--config FILE`)."""
+def build_parser(description: str = "", extra: typing.Callable | None = None, root=None) -> configargparse.ArgParser:
+    """A parser with one `--key` per field of `root` (default Config) and `--config FILE`."""
+    root = root or Config
     parser = configargparse.ArgParser(
         description=description,
         config_file_parser_class=configargparse.DefaultConfigFileParser,
@@ -150,7 +191,7 @@ def build_parser(description: str = "", extra: typing.Callable | None = None) ->
     )
     parser.add_argument("-c", "--config", is_config_file=True, help="flat key = value config file")
     seen: set[str] = set()
-    for section, cls in _sections(Config):
+    for section, cls in _sections(root):
         helps = _field_help(cls)
         group = parser.add_argument_group(section or "run")
         for f, typ in _leaf_fields(cls):
@@ -158,49 +199,49 @@ def build_parser(description: str = "", extra: typing.Callable | None = None) ->
                 raise RuntimeError(f"config key {f.name!r} is defined twice")
             seen.add(f.name)
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            conv = _parse_bool if typ is bool else typ
-            group.add_argument(f"--{f.name}", type=conv, default=default, help=helps.get(f.name, ""))
+            group.add_argument(f"--{f.name}", type=_converter(typ), default=default, help=helps.get(f.name, ""))
     if extra is not None:
         extra(parser)
     return parser
 
 
-def config_from_namespace(ns) -> Config:
-    """Fold a flat namespace back into the nested frozen dataclasses."""
+def config_from_namespace(ns, root=None):
+    """Fold a flat namespace back into the nested frozen dataclasses of `root` (default Config)."""
+    root = root or Config
     values = vars(ns)
     kwargs = {}
-    for section, cls in _sections(Config):
+    for section, cls in _sections(root):
         leaf = {f.name: values[f.name] for f, _ in _leaf_fields(cls) if f.name in values}
         if section is None:
             kwargs.update(leaf)
         else:
             kwargs[section] = cls(**leaf)
-    return Config(**kwargs)
+    return root(**kwargs)
 
 
-def parse_config(argv: list[str] | None = None, description: str = "", extra=None):
-    """Parse `argv` (config file + overrides) into a `Config` and the extra arguments' namespace.
+def parse_config(argv: list[str] | None = None, description: str = "", extra=None, root=None):
+    """Parse `argv` (config file + overrides) into `root` (default Config) and the namespace.
 
     Unknown keys, in the file or on the command line, raise ConfigError naming them.
     """
-    parser = build_parser(description, extra)
+    parser = build_parser(description, extra, root)
     ns, unknown = parser.parse_known_args(argv)
     if unknown:
         where = f" (config file {ns.config})" if getattr(ns, "config", None) else ""
         names = ", ".join(u.split("=")[0] for u in unknown if u.startswith("-")) or " ".join(unknown)
         raise ConfigError(f"unknown option(s) {names}{where}; see --help for the valid keys")
-    return config_from_namespace(ns), ns
+    return config_from_namespace(ns, root), ns
 
 
-def config_to_text(cfg: Config) -> str:
+def config_to_text(cfg) -> str:
     """The resolved configuration as a flat `key = value` file (re-runnable with --config)."""
     lines = []
-    for section, cls in _sections(Config):
+    for section, cls in _sections(type(cfg)):
         obj = cfg if section is None else getattr(cfg, section)
         lines.append(f"# {section or 'run'}")
         for f, _ in _leaf_fields(cls):
             value = getattr(obj, f.name)
-            lines.append(f"{f.name} = {str(value).lower() if isinstance(value, bool) else value}")
+            lines.append(f"{f.name} = {_to_text(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -211,3 +252,23 @@ def load_config_file(path: str | Path) -> Config:
         raise ConfigError(f"{path}: config file not found")
     cfg, _ = parse_config(["--config", str(path)])
     return cfg
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    run: str = "runs/demo"  # run directory to render from
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    test: bool = True  # render the test split and report PSNR/SSIM per view
+    path: str = "orbit"  # camera path: orbit | spiral | interpolate | none | a nerfstudio camera_path.json
+    frames: int = 120  # frames of an orbit, spiral or interpolated path
+    fps: float = 30.0  # video frame rate (a camera_path.json brings its own)
+    width: int = 0  # output width in pixels (0 = the scene's)
+    height: int = 0  # output height in pixels (0 = the scene's)
+    elevation: float = -1.0  # orbit elevation in degrees (-1 = mean of the training cameras)
+    radius_scale: float = 1.0  # orbit radius as a multiple of the training cameras' mean distance
+    outputs: str = "rgb,depth"  # videos to write: any of rgb, depth, opacity
+    frame_format: str = "mp4"  # mp4 | png | both
+    upscale: int = 1  # render at 1/upscale resolution and super-resolve (1 = off, or 2, 4)
+    sr_weights: str = ""  # super-resolution weights ("" = train or reuse the scene-adapted net)
+    sr_steps: int = 2000  # steps of scene-adaptive SR training when it is needed
+    out: str = ""  # output folder ("" = <run>/renders)

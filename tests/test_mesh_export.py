@@ -15,6 +15,7 @@ import trimesh
 
 from nerf.errors import ConfigError, ExportError
 from nerf.export.mesh import (
+    vertex_colors,
     MeshConfig,
     auto_iso_level,
     cone_directions,
@@ -344,3 +345,16 @@ def test_save_mesh_errors(tmp_path, colored_mesh):
         save_mesh(colored_mesh[0], blocker / "mesh.ply")
     with pytest.raises(ExportError, match="not found"):
         load_mesh(tmp_path / "missing.ply")
+
+
+def test_vertex_colors_survive_degenerate_vertices():
+    # a proper triangle plus a zero-area triangle whose vertices have no defined normal
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [2, 2, 2], [2, 2, 2]], dtype=float)
+    mesh = trimesh.Trimesh(verts, [[0, 1, 2], [3, 4, 5]], process=False)
+
+    def green(points, directions):
+        assert bool(torch.isfinite(directions).all())
+        return torch.tensor([0.0, 1.0, 0.0]).expand(len(points), 3)
+
+    colors = vertex_colors(mesh, green, MeshConfig(), voxel_size=0.1)
+    assert (colors == np.array([0, 255, 0], dtype=np.uint8)).all()

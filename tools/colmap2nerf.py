@@ -7,8 +7,12 @@ Examples:
 """
 
 import sys
+from pathlib import Path
 
-from nerf.sfm import cli
+if __package__ in (None, ""):  # run as a file: import the repository's package uninstalled
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nerf.sfm import cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from nerf.errors import NerfError
-from nerf.sfm import SfmConfig, run_sfm
-from nerf.sfm_eval import evaluate_scene
+if __package__ in (None, ""):  # run as a file: import the repository's package uninstalled
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nerf.errors import NerfError  # noqa: E402
+from nerf.sfm import SfmConfig, run_sfm  # noqa: E402
+from nerf.sfm_eval import evaluate_scene  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -304,6 +304,10 @@ def vertex_colors(
 ) -> np.ndarray:  # [V, 3] uint8
     """Average colour seen looking at each vertex from just outside, over a cone of directions."""
     normals = torch.tensor(np.array(mesh.vertex_normals), dtype=torch.float32, device=device)
+    length = normals.norm(dim=-1, keepdim=True)
+    # degenerate vertices (all adjacent faces of zero area) have no normal: look at them along +z
+    fallback = torch.tensor([0.0, 0.0, 1.0], device=device).expand_as(normals)
+    normals = torch.where(length > 1e-8, normals / length.clamp_min(1e-8), fallback)
     verts = torch.tensor(np.array(mesh.vertices), dtype=torch.float32, device=device)
     origins = verts + cfg.color_offset_voxels * voxel_size * normals
     k = cfg.color_directions

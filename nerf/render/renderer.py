@@ -65,18 +65,26 @@ class Renderer(nn.Module):
         if self.is_vanilla:
             return self._render_vanilla(origins, directions, background, train, generator)
         field = self.field
+        fused = not torch.is_grad_enabled()  # inference: density and colour in one pass
 
         def sigma_fn(t_starts, t_ends, ray_ids):
             t_mid = 0.5 * (t_starts + t_ends)
-            return field.query_density(origins[ray_ids] + directions[ray_ids] * t_mid[:, None])
+            positions = origins[ray_ids] + directions[ray_ids] * t_mid[:, None]
+            if fused:
+                sig, rgb = field(positions, directions[ray_ids])
+                return sig, torch.cat([sig[:, None], rgb], dim=-1)
+            return field.query_density(positions)
 
         samples = self.grid.march(
             origins, directions, self.step, self.cfg.cone_angle, self.near, self.far,
             sigma_fn=sigma_fn, early_stop_eps=self.cfg.early_stop_eps, stratified=train,
             generator=generator,
         )
-        positions = samples.positions(origins, directions)
-        sigmas, rgbs = field(positions, directions[samples.ray_indices])
+        if samples.payload is not None:
+            sigmas, rgbs = samples.payload[:, 0], samples.payload[:, 1:]
+        else:
+            positions = samples.positions(origins, directions)
+            sigmas, rgbs = field(positions, directions[samples.ray_indices])
         out = composite(
             samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, rgbs,
             samples.n_rays, background,

@@ -15,7 +15,9 @@ dropped (nerfacc's pruning), so training back-propagates only through samples th
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,7 +27,9 @@ from torch import Tensor, nn
 from nerf.cameras import Cameras
 from nerf.sampling.stratified import ray_aabb_intersect
 
-MAX_CANDIDATES_PER_CHUNK = 1 << 23  # padded (ray, step) pairs tested at once while marching
+MAX_CANDIDATES_PER_CHUNK = 1 << 22  # (ray, step) pairs tested at once while marching
+MARCH_BLOCK = 32  # steps all active rays advance together between early-stop checks
+MARCH_BACKENDS = ("torch", "triton", "auto")  # see `march_backend`
 
 
 @dataclass
@@ -36,6 +40,7 @@ class PackedSamples:
     t_ends: Tensor  # [S]
     ray_indices: Tensor  # [S] int64, sorted
     n_rays: int
+    payload: Tensor | None = None  # [S, D] what sigma_fn returned beside the densities, if anything
 
     def __len__(self) -> int:
         return self.t_starts.shape[0]
@@ -174,13 +179,25 @@ class OccupancyGrid(nn.Module):
         cone_angle: float = 0.0,
         near: float | None = None,
         far: float | None = None,
-        sigma_fn: Callable[[Tensor, Tensor], Tensor] | None = None,  # (t_starts, t_ends, ray_ids) -> sigmas
+        sigma_fn: Callable | None = None,  # (t_starts, t_ends, ray_ids) -> sigmas [P] or (sigmas, payload [P, D])
         early_stop_eps: float = 1e-4,
         stratified: bool = False,
         generator: torch.Generator | None = None,
+        backend: str = "torch",
     ) -> PackedSamples:
-        """Packed samples along each ray inside occupied cells."""
-        n = origins.shape[0]
+        """Packed samples along each ray inside occupied cells.
+
+        Rays advance together `MARCH_BLOCK` steps at a time; with `sigma_fn`, a ray retires as
+        soon as its transmittance falls below `early_stop_eps`, so densities are evaluated only
+        up to the first opaque surface (instant-ngp's compaction loop). When `sigma_fn` also
+        returns a payload (e.g. colours at inference), the kept samples' rows come back in
+        `PackedSamples.payload`, so nothing is evaluated twice.
+
+        `backend` "triton" finds the occupied candidates with the kernels of
+        `nerf.sampling.march_triton` (same samples; the early stop then runs on them); "auto"
+        picks it for CUDA tensors when triton imports; "torch" (default) is this method's loop.
+        """
+        n, dev = origins.shape[0], origins.device
         t0, t1, hit = ray_aabb_intersect(origins, directions, self.occupied_box)
         t0 = t0.clamp_min(0.0 if near is None else near)
         if far is not None:
@@ -188,51 +205,77 @@ class OccupancyGrid(nn.Module):
         hit = hit & (t1 > t0)
         t0 = torch.where(hit, t0, torch.zeros_like(t0))
         t1 = torch.where(hit, t1, torch.zeros_like(t1))
-        offset = torch.rand(n, device=origins.device, generator=generator) * step if stratified else None
-        counts = _step_counts(t0, t1, step, cone_angle)
-        parts: list[tuple[Tensor, Tensor, Tensor]] = []
-        order = torch.arange(n, device=origins.device)
-        start = 0
-        while start < n:
-            end = start + 1
-            kmax = int(counts[start])
-            # grow the chunk while the padded candidate array stays bounded
-            while end < n and max(kmax, int(counts[end])) * (end + 1 - start) <= MAX_CANDIDATES_PER_CHUNK:
-                kmax = max(kmax, int(counts[end]))
-                end += 1
-            rays = order[start:end]
-            parts.append(self._march_chunk(
-                rays, origins, directions, t0, t1, kmax, step, cone_angle,
-                None if offset is None else offset[rays], sigma_fn, early_stop_eps,
-            ))
-            start = end
-        t_starts = torch.cat([p[0] for p in parts]) if parts else origins.new_zeros(0)
-        t_ends = torch.cat([p[1] for p in parts]) if parts else origins.new_zeros(0)
-        ray_ids = torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
-        return PackedSamples(t_starts, t_ends, ray_ids.to(origins.device), n)
+        if stratified:
+            t0 = t0 + torch.rand(n, device=dev, generator=generator) * step
+        if march_backend(backend, dev) == "triton":
+            from nerf.sampling.march_triton import march_packed  # imports triton, an optional dependency
 
-    def _march_chunk(self, rays, origins, directions, t0, t1, kmax, step, cone_angle, offset, sigma_fn, eps):
-        dev = origins.device
-        if kmax == 0:
+            return march_packed(self, origins, directions, t0, t1, step, cone_angle, sigma_fn, early_stop_eps)
+        counts = _step_counts(t0, t1, step, cone_angle)
+        active = torch.nonzero(counts > 0).squeeze(-1)
+        tau_acc = torch.zeros(n, device=dev)
+        parts: list[tuple[Tensor, ...]] = []
+        k = 0
+        while len(active):
+            block = max(1, min(MARCH_BLOCK, MAX_CANDIDATES_PER_CHUNK // len(active)))
+            starts, dts = _step_positions(t0[active], block, step, cone_angle, first=k)  # [n, B]
+            ends = torch.minimum(starts + dts, t1[active, None])
+            keep = starts < t1[active, None]
+            mid = 0.5 * (starts + ends)
+            pts = origins[active, None, :] + directions[active, None, :] * mid[..., None]
+            keep[keep.clone()] = self.is_occupied(pts[keep])
+            payload = None
+            if sigma_fn is not None and bool(keep.any()):
+                ray_ids = active[:, None].expand_as(keep)[keep]
+                out = sigma_fn(starts[keep], ends[keep], ray_ids)
+                sig, extra = out if isinstance(out, tuple) else (out, None)
+                tau = torch.zeros_like(starts)
+                tau[keep] = sig.float() * (ends - starts)[keep]
+                excl = tau_acc[active, None] + torch.cumsum(tau, dim=1) - tau
+                survive = torch.exp(-excl) >= early_stop_eps
+                if extra is not None:
+                    payload = extra[survive[keep]]
+                keep &= survive
+                tau_acc[active] += tau.sum(dim=1)
+            parts.append((starts[keep], ends[keep], active[:, None].expand_as(keep)[keep], payload))
+            k += block
+            alive = counts[active] > k
+            if sigma_fn is not None:
+                alive &= torch.exp(-tau_acc[active]) >= early_stop_eps
+            active = active[alive]
+        if not parts:
             empty = origins.new_zeros(0)
-            return empty, empty, torch.zeros(0, dtype=torch.long, device=dev)
-        starts, dts = _step_positions(t0[rays], kmax, step, cone_angle, offset)  # [n, K]
-        ends = starts + dts
-        valid = starts < t1[rays, None]
-        ends = torch.minimum(ends, t1[rays, None])
-        mid = 0.5 * (starts + ends)
-        pts = origins[rays, None, :] + directions[rays, None, :] * mid[..., None]
-        occupied = valid.clone()
-        occupied[valid] = self.is_occupied(pts[valid])
-        if sigma_fn is not None and bool(occupied.any()):
-            ray_ids = rays[:, None].expand_as(occupied)[occupied]
-            sig = torch.zeros_like(starts)
-            sig[occupied] = sigma_fn(starts[occupied], ends[occupied], ray_ids).float()
-            tau = sig * (ends - starts)
-            trans = torch.exp(-(torch.cumsum(tau, dim=1) - tau))  # exclusive
-            occupied &= trans >= eps
-        ray_ids = rays[:, None].expand_as(occupied)[occupied]
-        return starts[occupied], ends[occupied], ray_ids
+            return PackedSamples(empty, empty, torch.zeros(0, dtype=torch.long, device=dev), n)
+        t_starts, t_ends, ray_ids = (torch.cat([p[i] for p in parts]) for i in range(3))
+        order = torch.argsort(ray_ids, stable=True)  # blocks arrive in t order within each ray
+        payloads = [p[3] for p in parts if p[3] is not None]
+        payload = torch.cat(payloads)[order] if len(payloads) == len(parts) else None
+        return PackedSamples(t_starts[order], t_ends[order], ray_ids[order], n, payload)
+
+
+def march_backend(backend: str, device: torch.device) -> str:
+    """The marching backend for tensors on `device`: "auto" resolved, an unusable one refused.
+
+    Args:
+        backend: "torch", "triton" (CUDA, or the CPU under TRITON_INTERPRET=1) or "auto" (triton
+            for CUDA tensors when it imports, else torch).
+        device: where the rays live.
+
+    Returns:
+        "torch" or "triton".
+    """
+    if backend not in MARCH_BACKENDS:
+        raise ValueError(f"OccupancyGrid.march: unknown backend {backend!r}; choose one of {list(MARCH_BACKENDS)}")
+    interpreted = device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+    usable = (device.type == "cuda" or interpreted) and importlib.util.find_spec("triton") is not None
+    if backend == "auto":
+        return "triton" if usable and device.type == "cuda" else "torch"
+    if backend == "triton" and not usable:
+        raise ValueError(
+            f"OccupancyGrid.march: backend 'triton' cannot run on {device} here (needs the triton package "
+            "and a CUDA device, or TRITON_INTERPRET=1 for CPU tensors)"
+        )
+    return backend
 
 
 def _step_counts(t0: Tensor, t1: Tensor, step: float, cone_angle: float) -> Tensor:  # [N] int64
@@ -246,10 +289,10 @@ def _step_counts(t0: Tensor, t1: Tensor, step: float, cone_angle: float) -> Tens
     return (n_uniform + n_geo).clamp_min(0).long()
 
 
-def _step_positions(t0: Tensor, kmax: int, step: float, cone_angle: float, offset: Tensor | None):
-    """Padded step starts and sizes [n, K] from t0 (uniform, then geometric with the cone angle)."""
-    i = torch.arange(kmax, device=t0.device, dtype=t0.dtype)[None, :]
-    base = t0 if offset is None else t0 + offset
+def _step_positions(t0: Tensor, kmax: int, step: float, cone_angle: float, first: int = 0):
+    """Step starts and sizes [n, K] of steps first .. first+K-1 from t0 (uniform, then geometric)."""
+    i = torch.arange(first, first + kmax, device=t0.device, dtype=t0.dtype)[None, :]
+    base = t0
     if cone_angle <= 0:
         starts = base[:, None] + i * step
         return starts, torch.full_like(starts, step)

@@ -1,11 +1,12 @@
-"""The main job: scene -> run directory -> training -> test metrics (-> video and mesh)."""
+"""The main job: scene -> run directory -> training -> test metrics -> orbit video and mesh."""
 
 from __future__ import annotations
 
 import time
 
-from nerf.config import Config
+from nerf.config import Config, RenderConfig
 from nerf.datasets import load_scene
+from nerf.train.loading import TrainedRun
 from nerf.train.rundir import prepare_run_dir
 from nerf.train.trainer import Trainer
 
@@ -20,7 +21,7 @@ def prepare_scene(cfg: Config):
 
 
 def run_training_job(cfg: Config, quiet: bool = False) -> dict:
-    """Train (or continue) the run of `cfg` and evaluate it on the test split."""
+    """Train (or continue) the run of `cfg`, evaluate it on the test split, then export."""
     start = time.perf_counter()
     scene = prepare_scene(cfg)
     if not quiet:
@@ -31,5 +32,22 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
         trainer.resume()
     trainer.fit()
     metrics = trainer.evaluate("test", image_dir=run_dir / "renders" / "test")
+    run = TrainedRun(cfg, scene, trainer.renderer.eval(), trainer.step, run_dir)
+    outputs = {}
+    if cfg.output.video_frames > 0:
+        from nerf.export.render_job import render_path
+
+        rcfg = RenderConfig(run=str(run_dir), frames=cfg.output.video_frames, fps=cfg.output.video_fps,
+                            outputs="rgb,depth")
+        outputs.update(render_path(run, rcfg, run_dir / "renders", progress=not quiet))
+    if cfg.output.mesh_resolution > 0:
+        from nerf.export.mesh import MeshConfig
+        from nerf.export.mesh_job import MeshJobConfig, export_mesh
+
+        mcfg = MeshJobConfig(run=str(run_dir), mesh=MeshConfig(resolution=cfg.output.mesh_resolution))
+        path, stats, seconds = export_mesh(run, mcfg)
+        outputs["mesh"] = path
+        metrics["mesh_faces"] = stats.n_faces
+        metrics["mesh_seconds"] = round(seconds, 1)
     metrics["job_seconds"] = round(time.perf_counter() - start, 1)
-    return {"trainer": trainer, "scene": scene, "metrics": metrics, "run_dir": run_dir}
+    return {"trainer": trainer, "scene": scene, "metrics": metrics, "run_dir": run_dir, "outputs": outputs}

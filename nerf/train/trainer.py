@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import imageio.v3 as iio
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from nerf.config import Config, config_to_text
 from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError, TrainingError
+from nerf.export.video import to_uint8_frame
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -105,7 +107,10 @@ class Trainer:
             idx = idx[self.mask[idx]]
         cam = self.train_ids[idx // hw]
         pix = idx % hw
-        origins, directions = self.cameras.pixel_rays(cam, pix % self.width, pix // self.width)
+        # a random point inside each pixel: the photos integrate over the pixel's footprint
+        xy = torch.stack([pix % self.width, pix // self.width], dim=-1).float()
+        xy = xy + torch.rand(xy.shape, device=self.device, generator=self.generator)
+        origins, directions = self.cameras.generate_rays(cam, xy)
         rgba = self.pixels[idx].float() / 255.0
         if rgba.shape[-1] == 4:
             if self.cfg.train.random_background:
@@ -165,7 +170,7 @@ class Trainer:
             self.n_rays = max(RAY_COUNT_MULTIPLE, min(t.max_rays, wanted))
         with torch.no_grad():
             mse = F.mse_loss(out.rgb, target)
-        return StepStats(float(loss), -10.0 * math.log10(max(float(mse), 1e-12)), len(origins), out.n_samples)
+        return StepStats(float(loss.detach()), -10.0 * math.log10(max(float(mse), 1e-12)), len(origins), out.n_samples)
 
     def _update_ema(self) -> None:
         if self.ema is None:
@@ -217,9 +222,8 @@ class Trainer:
                 gt = self.scene.image_float(i, self.background.cpu()).to(self.device)
                 values.append((psnr(out["rgb"], gt), ssim(out["rgb"], gt)))
                 if image_dir is not None:
-                    from nerf.export.video import save_image
-
-                    save_image(image_dir / f"{split}_{i:04d}.png", out["rgb"])
+                    image_dir.mkdir(parents=True, exist_ok=True)
+                    iio.imwrite(image_dir / f"{split}_{i:04d}.png", to_uint8_frame(out["rgb"]))
         record = {
             "step": self.step, "split": split, "views": len(values),
             "psnr": sum(v[0] for v in values) / len(values),

@@ -1,0 +1,184 @@
+"""Rendering from a run directory: the test split with metrics, and camera-path videos.
+
+`--upscale s` renders at 1/s of the output resolution and super-resolves each frame with either
+given ESRGAN/Real-ESRGAN weights or the scene-adapted RRDBNet (trained on the run's own training
+views on first use, then reused from `<run>/sr/`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nerf.cameras import Cameras
+from nerf.config import RenderConfig
+from nerf.errors import ConfigError, ExportError
+from nerf.export.camera_paths import interpolate_path, load_nerfstudio_camera_path, orbit_path, spiral_path
+from nerf.export.video import colorize_depth, to_uint8_frame, write_frames, write_video
+from nerf.train.loading import TrainedRun
+from nerf.train.metrics import psnr, ssim
+
+OUTPUT_KINDS = ("rgb", "depth", "opacity")
+
+
+def output_dir(run: TrainedRun, cfg: RenderConfig) -> Path:
+    out = Path(cfg.out) if cfg.out else run.run_dir / "renders"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot create the output folder ({exc.strerror})") from exc
+    return out
+
+
+def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict:
+    """Render every test view; write images and per-view PSNR/SSIM (test_metrics.json)."""
+    scene, renderer = run.scene, run.renderer
+    ids = scene.splits.get("test")
+    if ids is None or len(ids) == 0:
+        raise ExportError(f"{scene.source}: the scene has no test views")
+    dev = renderer.aabb.device
+    cams = scene.cameras.to(dev)
+    bg = (scene.background if scene.background is not None else torch.zeros(3)).to(dev)
+    folder = out / "test"
+    folder.mkdir(parents=True, exist_ok=True)
+    per_view = []
+    for i in tqdm(ids.tolist(), desc="test views", disable=not progress):
+        img = renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)["rgb"]
+        gt = scene.image_float(i, bg.cpu()).to(dev)
+        per_view.append({"view": i, "psnr": psnr(img, gt), "ssim": ssim(img, gt)})
+        iio.imwrite(folder / f"test_{i:04d}.png", to_uint8_frame(img))
+    result = {
+        "step": run.step, "views": len(per_view),
+        "psnr": float(np.mean([v["psnr"] for v in per_view])),
+        "ssim": float(np.mean([v["ssim"] for v in per_view])),
+        "per_view": per_view,
+    }
+    (out / "test_metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _up_axis(cameras: Cameras) -> torch.Tensor:  # [3] mean camera "up" (-y in OpenCV)
+    up = -cameras.c2w[:, :3, 1].mean(dim=0)
+    return up / up.norm()
+
+
+def camera_path(run: TrainedRun, cfg: RenderConfig) -> tuple[Cameras, float]:
+    """The cameras of the requested path, in the normalised frame, and the frame rate."""
+    scene = run.scene
+    train = scene.cameras[scene.splits["train"]]
+    width = cfg.width or scene.width
+    height = cfg.height or scene.height
+    if cfg.frames < 1:
+        raise ConfigError(f"frames = {cfg.frames}: need at least one frame")
+    if cfg.path == "orbit":
+        center = (scene.aabb[0] + scene.aabb[1]) / 2 if not scene.unbounded else torch.zeros(3)
+        up = _up_axis(train)
+        rel = train.centers - center
+        radius = float(rel.norm(dim=-1).mean()) * cfg.radius_scale
+        if cfg.elevation >= 0:
+            elevation = cfg.elevation
+        else:
+            sin_el = (rel / rel.norm(dim=-1, keepdim=True)) @ up
+            elevation = math.degrees(math.asin(float(sin_el.mean().clamp(-1, 1))))
+        fov = math.degrees(2 * math.atan(0.5 * float(train.height[0]) / float(train.fy[0])))
+        cams = orbit_path(center, up, radius, elevation, cfg.frames, width, height, fov)
+        return cams, cfg.fps
+    if cfg.path == "spiral":
+        cams = spiral_path(train, cfg.frames, near=scene.near, far=scene.far)
+    elif cfg.path == "interpolate":
+        cams = interpolate_path(train, cfg.frames)
+    elif cfg.path.endswith(".json"):
+        return load_nerfstudio_camera_path(cfg.path, scene.transform)
+    else:
+        raise ConfigError(f"path = {cfg.path!r}: expected orbit, spiral, interpolate, none or a .json file")
+    if (cfg.width, cfg.height) != (0, 0):
+        cams = cams.scaled(width / float(cams.width[0]))
+    return cams, cfg.fps
+
+
+def _super_resolver(run: TrainedRun, cfg: RenderConfig, progress: bool):
+    from nerf.sr.adapt import AdaptConfig, adapted_sr_path, load_adapted_sr, save_adapted_sr, train_adapted_sr
+    from nerf.sr.weights import load_sr_weights
+
+    dev = run.renderer.aabb.device
+    if cfg.sr_weights:
+        return load_sr_weights(cfg.sr_weights, device=dev, expected_scale=cfg.upscale)
+    if adapted_sr_path(run.run_dir, cfg.upscale).is_file():
+        return load_adapted_sr(run.run_dir, cfg.upscale, device=dev)
+    lr_imgs, hr_imgs = training_pairs(run, cfg.upscale, progress)
+    net = train_adapted_sr(lr_imgs, hr_imgs, AdaptConfig(steps=cfg.sr_steps), scale=cfg.upscale,
+                           seed=run.cfg.seed, device=dev, progress=progress)
+    save_adapted_sr(net, run.run_dir)
+    return net
+
+
+@torch.no_grad()
+def training_pairs(run: TrainedRun, scale: int, progress: bool = True) -> tuple[list, list]:
+    """NeRF renders of the training cameras at 1/scale resolution, and the training photos."""
+    scene, renderer = run.scene, run.renderer
+    dev = renderer.aabb.device
+    ids = scene.splits["train"].tolist()
+    h, w = scene.height - scene.height % scale, scene.width - scene.width % scale
+    low = scene.cameras.scaled(1.0 / scale).to(dev)
+    bg = (scene.background if scene.background is not None else torch.zeros(3)).to(dev)
+    lr_imgs, hr_imgs = [], []
+    for i in tqdm(ids, desc="renders for SR training", disable=not progress):
+        lr_imgs.append(renderer.render_image(low, i, bg, run.cfg.train.render_chunk)["rgb"].cpu().numpy())
+        hr_imgs.append(scene.image_float(i, bg.cpu())[:h, :w].numpy())
+    return lr_imgs, hr_imgs
+
+
+@torch.no_grad()
+def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = True) -> dict[str, Path]:
+    """Render the camera path; write the requested videos / PNG frames. Returns written paths."""
+    kinds = [k.strip() for k in cfg.outputs.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in OUTPUT_KINDS]
+    if unknown:
+        raise ConfigError(f"outputs = {cfg.outputs!r}: unknown {unknown}; expected some of {OUTPUT_KINDS}")
+    if cfg.frame_format not in ("mp4", "png", "both"):
+        raise ConfigError(f"frame_format = {cfg.frame_format!r}: expected mp4, png or both")
+    cams, fps = camera_path(run, cfg)
+    dev = run.renderer.aabb.device
+    sr = None
+    if cfg.upscale > 1:
+        sr = _super_resolver(run, cfg, progress)
+        cams = cams.scaled(1.0 / cfg.upscale)
+    cams = cams.to(dev)
+    bg = (run.scene.background if run.scene.background is not None else torch.zeros(3)).to(dev)
+    frames: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    depth_range = None
+    for i in tqdm(range(len(cams)), desc="path frames", disable=not progress):
+        img = run.renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)
+        if "rgb" in kinds:
+            rgb = img["rgb"].cpu().numpy()
+            if sr is not None:
+                from nerf.sr.upscale import upscale_image
+
+                rgb = upscale_image(sr, rgb)
+            frames["rgb"].append(to_uint8_frame(rgb))
+        depth, opacity = img["depth"].cpu().numpy(), img["opacity"].cpu().numpy()
+        if depth_range is None:
+            hit = depth[opacity > 0.5]
+            depth_range = (float(np.percentile(hit, 1)), float(np.percentile(hit, 99))) if hit.size else (0.0, 1.0)
+        if "depth" in kinds:
+            frames["depth"].append(colorize_depth(depth, opacity, *depth_range))
+        if "opacity" in kinds:
+            frames["opacity"].append(to_uint8_frame(np.repeat(opacity[..., None], 3, axis=-1)))
+    written = {}
+    suffix = f"_{cfg.path}" if not cfg.path.endswith(".json") else "_camera_path"
+    for kind, seq in frames.items():
+        if cfg.frame_format in ("mp4", "both"):
+            path = out / f"{kind}{suffix}.mp4"
+            write_video(path, seq, fps)
+            written[kind] = path
+        if cfg.frame_format in ("png", "both"):
+            folder = out / f"{kind}{suffix}"
+            write_frames(folder, seq)
+            written[f"{kind}_frames"] = folder
+    return written

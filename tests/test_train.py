@@ -1,0 +1,150 @@
+"""Training: a tiny scene really learns; kill-and-resume reproduces the run; bad input is refused."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from nerf.config import Config, DataConfig, ModelConfig, OutputConfig, SamplerConfig, TrainConfig
+from nerf.datasets import load_scene
+from nerf.datasets.demo import DemoSceneConfig, make_demo_scene, scene_aabb
+from nerf.export.mesh import MeshConfig
+from nerf.export.mesh_job import MeshJobConfig, export_mesh
+from nerf.errors import CheckpointError, TrainingError
+from nerf.train.checkpoint import latest_checkpoint, list_checkpoints
+from nerf.train.job import run_training_job
+from nerf.train.loading import TrainedRun
+from nerf.train.rundir import prepare_run_dir
+from nerf.train.trainer import Trainer
+
+LEARN_MARGIN_DB = 4.0  # a learning model gains far more than this over its initial render
+
+
+@pytest.fixture(scope="module")
+def tiny_scene_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scenes") / "tiny"
+    make_demo_scene(path, DemoSceneConfig(resolution=32, n_train=24, n_val=2, n_test=3, supersample=1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tiny_scene_path):
+    return load_scene(tiny_scene_path)
+
+
+def tiny_config(tmp_path, scene_path, **train) -> Config:
+    return Config(
+        name="tiny", runs_dir=str(tmp_path / "runs"), device="cpu",
+        data=DataConfig(data=str(scene_path)),
+        model=ModelConfig(hash_levels=8, hash_log2_size=12, hash_max_resolution=64, hidden_dim=32),
+        sampler=SamplerConfig(grid_resolution=32, march_steps=128, grid_warmup=32),
+        train=TrainConfig(**{"steps": 20, "target_samples": 8192, "initial_rays": 512,
+                             "checkpoint_every": 10, "lr_warmup": 10, **train}),
+        output=OutputConfig(video_frames=4, mesh_resolution=0),
+    )
+
+
+def params(trainer):
+    return {k: v.clone() for k, v in trainer.renderer.state_dict().items()}
+
+
+def test_tiny_scene_learns(tmp_path, tiny_scene, tiny_scene_path):
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=150)
+    trainer = Trainer(cfg, tiny_scene, run_dir=None, quiet=True)
+    before = trainer.evaluate("test")["psnr"]
+    trainer.fit()
+    after = trainer.evaluate("test")["psnr"]
+    assert after > before + LEARN_MARGIN_DB, (before, after)
+
+    # the learned geometry exports as a mesh inside the scene's (original-frame) bounds
+    run = TrainedRun(cfg, tiny_scene, trainer.renderer.eval(), trainer.step, tmp_path)
+    path, stats, _ = export_mesh(run, MeshJobConfig(mesh=MeshConfig(resolution=48)))
+    mesh = trimesh.load(path)
+    assert stats.n_faces > 100 and len(mesh.faces) == stats.n_faces
+    lo, hi = scene_aabb()
+    margin = 0.1 * float(np.max(hi - lo))
+    assert bool((mesh.vertices >= lo - margin).all() and (mesh.vertices <= hi + margin).all())
+
+
+def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path, tiny_scene, tiny_scene_path):
+    straight = Trainer(tiny_config(tmp_path / "a", tiny_scene_path), tiny_scene, quiet=True)
+    straight.fit()
+
+    cfg = tiny_config(tmp_path / "b", tiny_scene_path)
+    run_dir, _ = prepare_run_dir(cfg)
+    first = Trainer(cfg, tiny_scene, run_dir, quiet=True)
+    for _ in range(10):
+        first.train_step()
+    first.save()  # "killed" after step 10: only its checkpoint survives
+    del first
+    run_dir, resume = prepare_run_dir(cfg)
+    assert resume
+    second = Trainer(cfg, tiny_scene, run_dir, quiet=True)
+    assert second.resume() and second.step == 10
+    second.fit()
+    a, b = params(straight), params(second)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_scene, tiny_scene_path):
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, checkpoint_every=5)
+    run_dir, _ = prepare_run_dir(cfg)
+    trainer = Trainer(cfg, tiny_scene, run_dir, quiet=True)
+    for _ in range(5):
+        trainer.train_step()
+    good = trainer.save()
+    with torch.no_grad():
+        next(trainer.field.color_mlp.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingError, match="NaN|nan"):
+        trainer.fit()
+    assert latest_checkpoint(run_dir) == good
+    assert list_checkpoints(run_dir) == [good]
+
+
+def test_different_run_refused_without_overwrite(tmp_path, tiny_scene_path):
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=2)
+    prepare_run_dir(cfg)
+    (cfg.run_dir / "marker").write_text("keep me")
+    other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.5))
+    with pytest.raises(CheckpointError, match="different run.*lr"):
+        prepare_run_dir(other)
+    assert (cfg.run_dir / "marker").read_text() == "keep me"
+    prepare_run_dir(dataclasses.replace(other, overwrite=True))
+    assert not (cfg.run_dir / "marker").exists()
+
+
+def test_corrupt_or_foreign_checkpoint_is_refused(tmp_path, tiny_scene, tiny_scene_path):
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=2)
+    run_dir, _ = prepare_run_dir(cfg)
+    ckpts = run_dir / "checkpoints"
+    ckpts.mkdir()
+    bad = ckpts / "step_000005.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    trainer = Trainer(cfg, tiny_scene, run_dir, quiet=True)
+    with pytest.raises(CheckpointError, match="step_000005.pt"):
+        trainer.resume()
+    assert bad.read_bytes() == b"\x00not a checkpoint"
+    state = trainer.state_dict()
+    state["model_kind"] = "vanilla"
+    torch.save({"format": "nerf-toolkit-checkpoint", "version": 1, "step": 6, **state}, ckpts / "step_000006.pt")
+    with pytest.raises(CheckpointError, match="vanilla"):
+        trainer.resume()
+
+
+def test_main_job_writes_run_directory(tmp_path, tiny_scene_path):
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=15)
+    out = run_training_job(cfg, quiet=True)
+    run_dir = out["run_dir"]
+    assert (run_dir / "config.txt").is_file()
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 15 and lines[-1]["split"] == "test"
+    assert len(list((run_dir / "renders" / "test").glob("*.png"))) == 3
+    assert latest_checkpoint(run_dir).name == "step_000015.pt"
+    assert (run_dir / "renders" / "rgb_orbit.mp4").is_file()
+    assert (run_dir / "renders" / "depth_orbit.mp4").is_file()
+
