@@ -16,6 +16,8 @@ def main(argv=None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     m = result["metrics"]
+    for kind, path in result["outputs"].items():
+        print(f"wrote {kind}: {path}")
     print(f"done in {m['job_seconds']} s: test PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}; "
           f"outputs in {result['run_dir']}")
 

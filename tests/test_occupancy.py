@@ -88,7 +88,7 @@ def test_step_layout_covers_the_interval(cone):
     t0 = torch.tensor([0.5, 2.0, 0.0])
     t1 = torch.tensor([3.0, 7.0, 0.0])
     counts = _step_counts(t0, t1, 0.05, cone)
-    starts, dts = _step_positions(t0, int(counts.max()), 0.05, cone, None)
+    starts, dts = _step_positions(t0, int(counts.max()), 0.05, cone)
     for i in range(3):
         k = int(counts[i])
         if k == 0:

@@ -1,0 +1,29 @@
+"""Render a trained run: test-split metrics and camera-path videos (see --help)."""
+
+import sys
+
+from nerf.config import RenderConfig, parse_config
+from nerf.errors import NerfError
+
+
+def main(argv=None) -> None:
+    try:
+        cfg, _ = parse_config(argv, "Render test views and camera-path videos of a run.", root=RenderConfig)
+        from nerf.export.render_job import output_dir, render_path, render_test_split
+        from nerf.train.loading import load_trained_run
+
+        run = load_trained_run(cfg.run, cfg.device)
+        out = output_dir(run, cfg)
+        if cfg.test:
+            m = render_test_split(run, out)
+            print(f"test: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} over {m['views']} views -> {out / 'test'}")
+        if cfg.path != "none":
+            for kind, path in render_path(run, cfg, out).items():
+                print(f"wrote {kind}: {path}")
+    except NerfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
