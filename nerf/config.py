@@ -56,6 +56,7 @@ class SamplerConfig:
     grid_threshold: float = 0.01  # occupied when density * step > min(threshold, grid mean)
     grid_warmup: int = 256  # steps during which every cell is evaluated at each update
     early_stop_eps: float = 1e-4  # stop marching a ray once its transmittance falls below this
+    march_backend: str = "auto"  # auto | torch | triton (auto: Triton kernels on CUDA)
     n_coarse: int = 64  # vanilla: stratified samples per ray
     n_fine: int = 128  # vanilla: importance samples per ray
 

@@ -60,8 +60,13 @@ class Renderer(nn.Module):
         background: Tensor | None = None,  # [N, 3] or [3]
         train: bool = False,
         generator: torch.Generator | None = None,
+        field_forward: nn.Module | None = None,
     ) -> RayResult:
-        """Colour, opacity and depth of each ray."""
+        """Colour, opacity and depth of each ray.
+
+        `field_forward` replaces the hash-grid field for the pass that carries gradients (the
+        trainer passes its DistributedDataParallel wrapper so gradients are all-reduced).
+        """
         if self.is_vanilla:
             return self._render_vanilla(origins, directions, background, train, generator)
         field = self.field
@@ -78,13 +83,13 @@ class Renderer(nn.Module):
         samples = self.grid.march(
             origins, directions, self.step, self.cfg.cone_angle, self.near, self.far,
             sigma_fn=sigma_fn, early_stop_eps=self.cfg.early_stop_eps, stratified=train,
-            generator=generator,
+            generator=generator, backend=self.cfg.march_backend,
         )
         if samples.payload is not None:
             sigmas, rgbs = samples.payload[:, 0], samples.payload[:, 1:]
         else:
             positions = samples.positions(origins, directions)
-            sigmas, rgbs = field(positions, directions[samples.ray_indices])
+            sigmas, rgbs = (field_forward or field)(positions, directions[samples.ray_indices])
         out = composite(
             samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, rgbs,
             samples.n_rays, background,

@@ -122,8 +122,13 @@ class OccupancyGrid(nn.Module):
         threshold: float = 0.01,
         generator: torch.Generator | None = None,
         chunk: int = 1 << 18,
+        reduce_fn: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        """One EMA update: all cells while warming up, else a quarter uniformly + a quarter occupied."""
+        """One EMA update: all cells while warming up, else a quarter uniformly + a quarter occupied.
+
+        `reduce_fn` combines the updated running densities across processes (the trainer passes
+        an all-reduce max) before occupancy is decided, so every rank skips the same space.
+        """
         n = self.resolution**3
         dev = self.occs.device
         for level in range(self.cascades):
@@ -144,6 +149,8 @@ class OccupancyGrid(nn.Module):
             ]) if len(ids) else torch.zeros(0, device=dev)
             current = self.occs[level]
             current[ids] = torch.maximum(current[ids] * ema, occ)
+        if reduce_fn is not None:
+            reduce_fn(self.occs)
         self._refresh_binaries(threshold)
 
     def _refresh_binaries(self, threshold: float) -> None:
@@ -249,7 +256,10 @@ class OccupancyGrid(nn.Module):
         t_starts, t_ends, ray_ids = (torch.cat([p[i] for p in parts]) for i in range(3))
         order = torch.argsort(ray_ids, stable=True)  # blocks arrive in t order within each ray
         payloads = [p[3] for p in parts if p[3] is not None]
-        payload = torch.cat(payloads)[order] if len(payloads) == len(parts) else None
+        payload = None
+        if payloads:  # blocks that kept nothing returned no payload: they contribute no rows
+            payload = torch.cat(payloads)[order]
+            assert len(payload) == len(order), "payload rows must match the kept samples"
         return PackedSamples(t_starts[order], t_ends[order], ray_ids[order], n, payload)
 
 
