@@ -9,16 +9,20 @@ from nerf.errors import NerfError
 def main(argv=None) -> None:
     try:
         cfg, _ = parse_config(argv, "Render test views and camera-path videos of a run.", root=RenderConfig)
+        from nerf import distributed
         from nerf.export.render_job import output_dir, render_path, render_test_split
         from nerf.train.loading import load_trained_run
+        from nerf.train.trainer import resolve_device
 
+        main_rank = distributed.init_distributed(resolve_device(cfg.device)).is_main  # torchrun splits frames
         run = load_trained_run(cfg.run, cfg.device)
         out = output_dir(run, cfg)
         if cfg.test:
-            m = render_test_split(run, out)
-            print(f"test: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} over {m['views']} views -> {out / 'test'}")
+            m = render_test_split(run, out, progress=main_rank)
+            if main_rank:
+                print(f"test: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} over {m['views']} views -> {out / 'test'}")
         if cfg.path != "none":
-            for kind, path in render_path(run, cfg, out).items():
+            for kind, path in render_path(run, cfg, out, progress=main_rank).items():
                 print(f"wrote {kind}: {path}")
     except NerfError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ setup(
         "configargparse>=1.5",
         "trimesh>=4.0",
         "scikit-image>=0.21",
+        "scipy>=1.9",
         "tqdm>=4.60",
     ],
     extras_require=extras,
@@ -44,6 +45,8 @@ setup(
             "nerf-demo-scene = nerf_tools.make_demo_scene:main",
             "nerf-upscale = nerf_tools.upscale:main",
             "nerf-extract-mesh = nerf_tools.extract_mesh:main",
+            "nerf-evaluate-mesh = nerf_tools.evaluate_mesh:main",
+            "nerf-benchmark = nerf_tools.benchmark:main",
         ]
     },
 )

@@ -15,6 +15,8 @@ def main(argv=None) -> None:
     except NerfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     m = result["metrics"]
     for kind, path in result["outputs"].items():
         print(f"wrote {kind}: {path}")

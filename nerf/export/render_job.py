@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nerf import distributed
 from nerf.cameras import Cameras
 from nerf.config import RenderConfig
 from nerf.errors import ConfigError, ExportError
@@ -47,12 +48,17 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
     bg = (scene.background if scene.background is not None else torch.zeros(3)).to(dev)
     folder = out / "test"
     folder.mkdir(parents=True, exist_ok=True)
+    mine = [ids.tolist()[k] for k in distributed.shard(len(ids))]  # this rank's views
     per_view = []
-    for i in tqdm(ids.tolist(), desc="test views", disable=not progress):
+    for i in tqdm(mine, desc="test views", disable=not progress):
         img = renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)["rgb"]
         gt = scene.image_float(i, bg.cpu()).to(dev)
         per_view.append({"view": i, "psnr": psnr(img, gt), "ssim": ssim(img, gt)})
         iio.imwrite(folder / f"test_{i:04d}.png", to_uint8_frame(img))
+    gathered = distributed.gather_to_main(per_view)
+    if gathered is None:
+        return {}
+    per_view = sorted((v for part in gathered for v in part), key=lambda v: v["view"])
     result = {
         "step": run.step, "views": len(per_view),
         "psnr": float(np.mean([v["psnr"] for v in per_view])),
@@ -109,28 +115,49 @@ def _super_resolver(run: TrainedRun, cfg: RenderConfig, progress: bool):
     dev = run.renderer.aabb.device
     if cfg.sr_weights:
         return load_sr_weights(cfg.sr_weights, device=dev, expected_scale=cfg.upscale)
-    if adapted_sr_path(run.run_dir, cfg.upscale).is_file():
-        return load_adapted_sr(run.run_dir, cfg.upscale, device=dev)
-    lr_imgs, hr_imgs = training_pairs(run, cfg.upscale, progress)
-    net = train_adapted_sr(lr_imgs, hr_imgs, AdaptConfig(steps=cfg.sr_steps), scale=cfg.upscale,
-                           seed=run.cfg.seed, device=dev, progress=progress)
-    save_adapted_sr(net, run.run_dir)
-    return net
+    if not adapted_sr_path(run.run_dir, cfg.upscale).is_file():
+        if distributed.info().is_main:  # trained once, by rank 0; the others wait and load it
+            lr_imgs, hr_imgs = training_pairs(run, cfg.upscale, progress)
+            net = train_adapted_sr(lr_imgs, hr_imgs, AdaptConfig(steps=cfg.sr_steps), scale=cfg.upscale,
+                                   seed=run.cfg.seed, device=dev, progress=progress)
+            save_adapted_sr(net, run.run_dir)
+        distributed.barrier()
+    return load_adapted_sr(run.run_dir, cfg.upscale, device=dev)
 
 
 @torch.no_grad()
 def training_pairs(run: TrainedRun, scale: int, progress: bool = True) -> tuple[list, list]:
-    """NeRF renders of the training cameras at 1/scale resolution, and the training photos."""
+    """(low-resolution NeRF renders, photos) of the training cameras for scene-adaptive SR.
+
+    When the run was trained on images downscaled by at least `scale` (e.g. lego at 200x200 from
+    800x800 photos), the renders are made at the training resolution and the targets are the
+    photos `scale` times larger, read from disk: exactly the task of upscaling novel views.
+    Otherwise the renders are made at 1/scale of the training resolution against its photos.
+    """
+    from nerf.datasets import load_scene
+
     scene, renderer = run.scene, run.renderer
     dev = renderer.aabb.device
     ids = scene.splits["train"].tolist()
-    h, w = scene.height - scene.height % scale, scene.width - scene.width % scale
-    low = scene.cameras.scaled(1.0 / scale).to(dev)
     bg = (scene.background if scene.background is not None else torch.zeros(3)).to(dev)
+    d = run.cfg.data.downscale
+    if d >= scale and d % scale == 0:
+        low = scene.cameras.to(dev)
+        photos = load_scene(run.cfg.data.data, format=run.cfg.data.format, downscale=d // scale,
+                            splits=("train",))
+        targets = [photos.image_float(int(i), bg.cpu()) for i in photos.splits["train"]]  # same order
+    else:
+        low = scene.cameras.scaled(1.0 / scale).to(dev)
+        h, w = scene.height - scene.height % scale, scene.width - scene.width % scale
+        targets = [scene.image_float(i, bg.cpu())[:h, :w] for i in ids]
     lr_imgs, hr_imgs = [], []
-    for i in tqdm(ids, desc="renders for SR training", disable=not progress):
-        lr_imgs.append(renderer.render_image(low, i, bg, run.cfg.train.render_chunk)["rgb"].cpu().numpy())
-        hr_imgs.append(scene.image_float(i, bg.cpu())[:h, :w].numpy())
+    if len(targets) != len(ids):
+        raise ExportError(f"{run.cfg.data.data}: {len(targets)} training photos for {len(ids)} cameras")
+    for i, target in zip(tqdm(ids, desc="renders for SR training", disable=not progress), targets):
+        lr = renderer.render_image(low, i, bg, run.cfg.train.render_chunk)["rgb"].cpu().numpy()
+        hr = target.numpy()
+        lr_imgs.append(lr)
+        hr_imgs.append(hr[: lr.shape[0] * scale, : lr.shape[1] * scale])
     return lr_imgs, hr_imgs
 
 
@@ -151,21 +178,28 @@ def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = 
         cams = cams.scaled(1.0 / cfg.upscale)
     cams = cams.to(dev)
     bg = (run.scene.background if run.scene.background is not None else torch.zeros(3)).to(dev)
-    frames: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-    depth_range = None
-    for i in tqdm(range(len(cams)), desc="path frames", disable=not progress):
+    rendered = {}  # frame index -> (rgb uint8, depth, opacity) for this rank's frames
+    for i in tqdm(distributed.shard(len(cams)), desc="path frames", disable=not progress):
         img = run.renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)
-        if "rgb" in kinds:
-            rgb = img["rgb"].cpu().numpy()
-            if sr is not None:
-                from nerf.sr.upscale import upscale_image
+        rgb = img["rgb"].cpu().numpy()
+        if sr is not None and "rgb" in kinds:
+            from nerf.sr.upscale import upscale_image
 
-                rgb = upscale_image(sr, rgb)
-            frames["rgb"].append(to_uint8_frame(rgb))
-        depth, opacity = img["depth"].cpu().numpy(), img["opacity"].cpu().numpy()
-        if depth_range is None:
-            hit = depth[opacity > 0.5]
-            depth_range = (float(np.percentile(hit, 1)), float(np.percentile(hit, 99))) if hit.size else (0.0, 1.0)
+            rgb = upscale_image(sr, rgb)
+        rendered[i] = (to_uint8_frame(rgb), img["depth"].cpu().numpy(), img["opacity"].cpu().numpy())
+    gathered = distributed.gather_to_main(rendered)
+    if gathered is None:  # rank 0 writes the videos
+        return {}
+    for part in gathered:
+        rendered.update(part)
+    first_depth, first_opacity = rendered[0][1], rendered[0][2]
+    hit = first_depth[first_opacity > 0.5]  # one colour scale for the whole video
+    depth_range = (float(np.percentile(hit, 1)), float(np.percentile(hit, 99))) if hit.size else (0.0, 1.0)
+    frames: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    for i in range(len(cams)):
+        rgb, depth, opacity = rendered[i]
+        if "rgb" in kinds:
+            frames["rgb"].append(rgb)
         if "depth" in kinds:
             frames["depth"].append(colorize_depth(depth, opacity, *depth_range))
         if "opacity" in kinds:

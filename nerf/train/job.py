@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+from nerf import distributed
 from nerf.config import Config, RenderConfig
 from nerf.datasets import load_scene
 from nerf.train.loading import TrainedRun
+from nerf.train.checkpoint import latest_checkpoint
 from nerf.train.rundir import prepare_run_dir
-from nerf.train.trainer import Trainer
+from nerf.train.trainer import Trainer, resolve_device
 
 
 def prepare_scene(cfg: Config):
@@ -21,16 +23,31 @@ def prepare_scene(cfg: Config):
 
 
 def run_training_job(cfg: Config, quiet: bool = False) -> dict:
-    """Train (or continue) the run of `cfg`, evaluate it on the test split, then export."""
+    """Train (or continue) the run of `cfg`, evaluate it on the test split, then export.
+
+    Under torchrun every rank trains; rank 0 alone prepares the run directory, evaluates and
+    writes the outputs, and the result of the other ranks is None.
+    """
     start = time.perf_counter()
-    scene = prepare_scene(cfg)
+    d = distributed.init_distributed(resolve_device(cfg.device))
+    quiet = quiet or not d.is_main
+    if d.is_main:
+        scene = prepare_scene(cfg)  # may generate the demo scene: once
+        run_dir, resume = prepare_run_dir(cfg)
+    distributed.barrier()
+    if not d.is_main:
+        scene = prepare_scene(cfg)
+        run_dir = cfg.run_dir
+        resume = latest_checkpoint(run_dir) is not None
     if not quiet:
         print(scene.summary())
-    run_dir, resume = prepare_run_dir(cfg)
     trainer = Trainer(cfg, scene, run_dir, quiet=quiet)
     if resume:
         trainer.resume()
     trainer.fit()
+    if not d.is_main:
+        distributed.barrier()
+        return None
     metrics = trainer.evaluate("test", image_dir=run_dir / "renders" / "test")
     run = TrainedRun(cfg, scene, trainer.renderer.eval(), trainer.step, run_dir)
     outputs = {}
@@ -50,4 +67,5 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
         metrics["mesh_faces"] = stats.n_faces
         metrics["mesh_seconds"] = round(seconds, 1)
     metrics["job_seconds"] = round(time.perf_counter() - start, 1)
+    distributed.barrier()
     return {"trainer": trainer, "scene": scene, "metrics": metrics, "run_dir": run_dir, "outputs": outputs}

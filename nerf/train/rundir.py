@@ -58,11 +58,15 @@ def prepare_run_dir(cfg: Config) -> tuple[Path, bool]:
                         f"{config_path}: the saved run uses different model settings; "
                         "--resume needs the same model (or pass --overwrite)"
                     )
+                write_text_atomic(config_path, text)  # the run continues with the new settings
             return run_dir, latest_checkpoint(run_dir) is not None
     if cfg.resume and not (run_dir / "checkpoints").is_dir():
         raise CheckpointError(f"--resume: {run_dir} holds no checkpoint to resume from")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(config_path, text)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(config_path, text)
+    except OSError as exc:
+        raise CheckpointError(f"{run_dir}: cannot create the run directory ({exc.strerror})") from exc
     return run_dir, False
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from nerf import distributed
 from nerf.config import Config, config_to_text
 from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError, TrainingError
@@ -31,9 +32,14 @@ from nerf.train.checkpoint import latest_checkpoint, load_checkpoint, save_check
 from nerf.train.metrics import psnr, ssim
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
+RANK_SEED_STRIDE = 1_000_003  # seed offset between ranks (and between a resumed rank's streams)
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available; under torchrun each process takes its local GPU."""
+    d = distributed.info()
+    if d.enabled:
+        name = distributed.device_for_rank(name, d.local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -51,7 +57,9 @@ class Trainer:
     """Trains a radiance field on a Scene and writes the run directory."""
 
     def __init__(self, cfg: Config, scene: Scene, run_dir: Path | None = None, quiet: bool = False):
-        self.cfg, self.scene, self.run_dir, self.quiet = cfg, scene, run_dir, quiet
+        self.dist = distributed.info()
+        self.cfg, self.scene, self.run_dir = cfg, scene, run_dir
+        self.quiet = quiet or not self.dist.is_main  # logs and progress bars print once
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.field = build_field(cfg.model, scene.aabb).to(self.device)
@@ -68,14 +76,24 @@ class Trainer:
             else [{"params": list(self.field.parameters()), "weight_decay": cfg.train.weight_decay}]
         )
         self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, betas=(0.9, 0.99), eps=1e-15)
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        # each rank draws its own rays: rank-offset seeds (rank 0 = the single-process stream)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed + RANK_SEED_STRIDE * self.dist.rank)
+        self.ddp = None
+        if self.dist.enabled and cfg.model.model == "ngp":
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.field, device_ids=ids)
         # training pixels, flat: [T * H * W, 3|4] uint8
         imgs = scene.images[scene.splits["train"]]
         self.pixels = imgs.reshape(-1, imgs.shape[-1]).to(self.device)
         self.mask = None if scene.masks is None else scene.masks[scene.splits["train"]].reshape(-1).to(self.device)
         self.height, self.width = scene.height, scene.width
         self.background = (scene.background if scene.background is not None else torch.zeros(3)).to(self.device)
-        self.n_rays = cfg.train.initial_rays
+        # the per-step budget is shared by the ranks, so the total batch does not depend on N
+        self.target_samples = max(1, cfg.train.target_samples // self.dist.world_size)
+        self.max_rays = max(RAY_COUNT_MULTIPLE, cfg.train.max_rays // self.dist.world_size)
+        self.n_rays = max(RAY_COUNT_MULTIPLE, cfg.train.initial_rays // self.dist.world_size)
         self.step = 0
         self.elapsed = 0.0  # seconds spent in training steps (not evaluation or checkpoints)
         self.ema = (
@@ -83,6 +101,18 @@ class Trainer:
             if cfg.train.ema_decay > 0 else None
         )
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        if not quiet:
+            print(f"device {self.device}; backends: {', '.join(self.backends())}")
+
+    def backends(self) -> list[str]:
+        """The kernels this run uses, for the log (hash grid and compositing)."""
+        from nerf.render.composite import pick_backend
+
+        used = [f"compositing {pick_backend('auto', self.device)}"]
+        encoding = getattr(self.field, "encoding", None)
+        if encoding is not None:
+            used.insert(0, f"hash grid {encoding.resolve_backend(self.device)}")
+        return used
 
     # --- one step ------------------------------------------------------------------------------
 
@@ -138,7 +168,7 @@ class Trainer:
         grid.update(
             lambda x: self.field.query_density(x) * step,
             warmup=self.step < s.grid_warmup, ema=s.grid_ema, threshold=s.grid_threshold,
-            generator=self.generator,
+            generator=self.generator, reduce_fn=distributed.all_reduce_max_ if self.dist.enabled else None,
         )
 
     def train_step(self) -> StepStats:
@@ -148,7 +178,8 @@ class Trainer:
         origins, directions, target = self.sample_batch()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             out = self.renderer.render_rays(
-                origins, directions, self._batch_background, train=True, generator=self.generator
+                origins, directions, self._batch_background, train=True, generator=self.generator,
+                field_forward=self.ddp,
             )
         loss = self._loss(out.rgb, target)
         if out.coarse_rgb is not None:
@@ -160,17 +191,27 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist.enabled and self.ddp is None:
+            self._average_gradients()
         self.optimizer.step()
         self._update_ema()
         self.step += 1
         if out.n_samples > 0 and self.cfg.model.model == "ngp":
-            t = self.cfg.train
-            wanted = self.n_rays * t.target_samples / out.n_samples
+            wanted = self.n_rays * self.target_samples / out.n_samples
             wanted = int(math.ceil(wanted / RAY_COUNT_MULTIPLE) * RAY_COUNT_MULTIPLE)
-            self.n_rays = max(RAY_COUNT_MULTIPLE, min(t.max_rays, wanted))
+            self.n_rays = max(RAY_COUNT_MULTIPLE, min(self.max_rays, wanted))
         with torch.no_grad():
             mse = F.mse_loss(out.rgb, target)
         return StepStats(float(loss.detach()), -10.0 * math.log10(max(float(mse), 1e-12)), len(origins), out.n_samples)
+
+    def _average_gradients(self) -> None:
+        """What DDP does, for fields whose forward DDP cannot wrap (the vanilla coarse + fine pair)."""
+        import torch.distributed as dist
+
+        for p in self.field.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.dist.world_size
 
     def _update_ema(self) -> None:
         if self.ema is None:
@@ -200,7 +241,11 @@ class Trainer:
             if self.run_dir is not None and t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save()
             if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-                self.evaluate(max_views=self.cfg.data.eval_views)
+                if self.dist.is_main:
+                    self.evaluate(max_views=self.cfg.data.eval_views)
+                distributed.barrier()
+            if t.max_seconds > 0 and self.dist.enabled:
+                self._agree_on_time()
         bar.close()
         if self.run_dir is not None:
             self.save()
@@ -263,13 +308,23 @@ class Trainer:
             "renderer": self.renderer.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "n_rays": self.n_rays,
+            "n_rays_total": self.n_rays * self.dist.world_size,  # resumable with any process count
             "elapsed": self.elapsed,
             "ema": self.ema,
         }
 
-    def save(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.state_dict(), self.cfg.train.keep_checkpoints)
+    def _agree_on_time(self) -> None:
+        """Ranks stop on the same step: the time budget follows rank 0's clock."""
+        clock = torch.tensor([self.elapsed], dtype=torch.float64, device=self.device)
+        self.elapsed = float(distributed.broadcast_(clock)[0])
+
+    def save(self) -> Path | None:
+        """Checkpoint on rank 0 (atomic); the other ranks wait for it."""
+        path = None
+        if self.dist.is_main:
+            path = save_checkpoint(self.run_dir, self.step, self.state_dict(), self.cfg.train.keep_checkpoints)
+        distributed.barrier()
+        return path
 
     def load_state_dict(self, state: dict, source: Path) -> None:
         if state.get("model_kind") != self.cfg.model.model:
@@ -282,9 +337,12 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{source}: does not match this model ({exc})") from exc
-        self.generator.set_state(state["generator"].to(self.generator.get_state().device))
         self.step = int(state["step"])
-        self.n_rays = int(state["n_rays"])
+        if self.dist.rank == 0:
+            self.generator.set_state(state["generator"].to(self.generator.get_state().device))
+        else:  # only rank 0's stream is saved: other ranks start a fresh stream of their own
+            self.generator.manual_seed(self.cfg.seed + RANK_SEED_STRIDE * self.dist.rank + self.step)
+        self.n_rays = max(RAY_COUNT_MULTIPLE, int(state["n_rays_total"]) // self.dist.world_size)
         self.elapsed = float(state["elapsed"])
         self.ema = state.get("ema")
 

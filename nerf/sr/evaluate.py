@@ -1,0 +1,231 @@
+"""Does super-resolution help a NeRF: upscaled low-resolution renders against full-size photos.
+
+The benchmark renders a run's first test views at 1/scale of the photos' resolution and
+upscales them by `scale` with each method, then scores the results against the photos:
+
+    bicubic   torch's bicubic interpolation (align_corners=False), clamped to [0, 1]
+    adapted   the run's scene-adapted RRDBNet (`<run>/sr/adapted_x{scale}.pth`; trained on the
+              run's training renders and photos by `train_adapted_sr`, then saved, when missing)
+    pretrained  a given ESRGAN / Real-ESRGAN weight file (e.g. realesr-animevideov3.pth)
+
+For a Blender scene trained at downscale 4 (200x200) the renders are 200x200, upscaled to the
+800x800 test photos, read from the same folder at downscale 1. Renders and photos are both
+composited on the scene's background (white for Blender scenes); photos without alpha are
+taken as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from nerf.errors import ConfigError, SceneError
+from nerf.train.metrics import psnr, ssim
+
+if TYPE_CHECKING:
+    from nerf.train.loading import TrainedRun
+
+Upscaler = Callable[[Tensor], Tensor]  # [h, w, 3] -> [scale*h, scale*w, 3], float32 in [0, 1]
+
+# the compact Real-ESRGAN net next to the repository: ../shared/weights/realesr-animevideov3.pth
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights" / "realesr-animevideov3.pth"
+
+
+@dataclass(frozen=True)
+class SRBenchConfig:
+    run: str = "runs/lego_200"  # run directory (trained at 1/scale of the photos' resolution)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    views: int = 8  # first test views scored (0 = all)
+    scale: int = 4  # upscaling factor: renders are 1/scale of the photos' size
+    sr_steps: int = 2000  # steps of scene-adaptive SR training when the run has no adapted net
+    weights: str = "auto"  # pretrained SR weights (none; auto: ../shared/weights/realesr-animevideov3.pth)
+    tile: int = 256  # SR inference tile side in input pixels (0 = whole image)
+
+
+def bicubic_upscale(
+    image: Tensor,  # [h, w, 3] float in [0, 1]
+    scale: int,
+) -> Tensor:  # [scale*h, scale*w, 3] float32 in [0, 1]
+    """Bicubic interpolation by `scale` (torch, align_corners=False), clamped to [0, 1]."""
+    x = image.float().permute(2, 0, 1)[None]
+    out = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    return out[0].permute(1, 2, 0).clamp(0.0, 1.0)
+
+
+def net_upscaler(model: torch.nn.Module, tile: int = 256) -> Upscaler:
+    """An Upscaler running a super-resolution net with tiled inference."""
+    from nerf.sr.upscale import upscale_image
+
+    def run(image: Tensor) -> Tensor:  # [h, w, 3] -> [s*h, s*w, 3]
+        return torch.from_numpy(upscale_image(model, image.detach().cpu().float(), tile=tile))
+
+    return run
+
+
+def compare_upscalers(
+    lr_images: list[Tensor],  # each [h, w, 3] float in [0, 1]
+    hr_images: list[Tensor],  # each [scale*h, scale*w, 3] float in [0, 1]
+    upscalers: dict[str, Upscaler],
+    progress: bool = False,
+) -> dict[str, dict]:
+    """Upscale every low-resolution image with each method and score it against its target.
+
+    Args:
+        lr_images: the inputs.
+        hr_images: the targets, one per input.
+        upscalers: method name -> Upscaler.
+        progress: show a tqdm bar per method.
+
+    Returns:
+        method -> {"psnr": mean dB, "ssim": mean, "per_view": [{"psnr", "ssim"}, ...]}.
+    """
+    if len(lr_images) != len(hr_images) or not lr_images:
+        raise ValueError(f"need equal, non-zero numbers of inputs and targets, got "
+                         f"{len(lr_images)} and {len(hr_images)}")
+    results = {}
+    for name, upscale in upscalers.items():
+        per_view = []
+        for lr, hr in tqdm(list(zip(lr_images, hr_images)), desc=name, disable=not progress):
+            out = upscale(lr).float().cpu()
+            target = hr.float().cpu()
+            if out.shape != target.shape:
+                raise ValueError(f"{name}: upscaled {tuple(lr.shape)} to {tuple(out.shape)}, "
+                                 f"but the target is {tuple(target.shape)}")
+            per_view.append({"psnr": psnr(out, target), "ssim": ssim(out, target)})
+        results[name] = {
+            "psnr": float(np.mean([v["psnr"] for v in per_view])),
+            "ssim": float(np.mean([v["ssim"] for v in per_view])),
+            "per_view": per_view,
+        }
+    return results
+
+
+def resolve_weights(weights: str) -> Path | None:
+    """The pretrained weight file to use: "auto" -> DEFAULT_WEIGHTS when present, "none" or ""
+    -> None, anything else -> that path (load_sr_weights reports a missing file)."""
+    if weights in ("", "none"):
+        return None
+    if weights == "auto":
+        return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
+    return Path(weights)
+
+
+def adapted_net(run: TrainedRun, cfg: SRBenchConfig, progress: bool = True) -> torch.nn.Module:
+    """The run's adapted x{scale} RRDBNet, trained and saved first when missing.
+
+    Training uses the same pairs as `render.py --upscale` (training_pairs: the training views
+    rendered at 1/scale of the training resolution, against the training photos) for
+    cfg.sr_steps steps, seeded with the run's seed; the net is saved to <run>/sr/.
+
+    Args:
+        run: the trained run.
+        cfg: scale and sr_steps.
+        progress: show tqdm bars.
+
+    Returns:
+        The RRDBNet in eval mode on the renderer's device.
+    """
+    from nerf.export.render_job import training_pairs
+    from nerf.sr.adapt import AdaptConfig, adapted_sr_path, load_adapted_sr, save_adapted_sr, train_adapted_sr
+
+    dev = run.renderer.aabb.device
+    if adapted_sr_path(run.run_dir, cfg.scale).is_file():
+        return load_adapted_sr(run.run_dir, cfg.scale, device=dev)
+    lr_imgs, hr_imgs = training_pairs(run, cfg.scale, progress)
+    net = train_adapted_sr(lr_imgs, hr_imgs, AdaptConfig(steps=cfg.sr_steps), scale=cfg.scale,
+                           seed=run.cfg.seed, device=dev, progress=progress)
+    save_adapted_sr(net, run.run_dir)
+    return net
+
+
+@torch.no_grad()
+def render_test_inputs(run: TrainedRun, cfg: SRBenchConfig) -> tuple[list[Tensor], list[Tensor]]:
+    """The first `views` test views: renders at 1/scale of the photos' size, and the photos.
+
+    The photos are the run's scene folder read again at downscale 1 (test split only); each
+    pair is checked to be the same view by its file name.
+
+    Args:
+        run: the trained run.
+        cfg: views and scale.
+
+    Returns:
+        (renders [h, w, 3] each, photos [scale*h, scale*w, 3] each), on the CPU.
+    """
+    from nerf.datasets import load_scene
+
+    scene, data = run.scene, run.cfg.data
+    photos = load_scene(data.data, format=data.format, downscale=1, splits=("test",))
+    ids, photo_ids = scene.splits.get("test"), photos.splits.get("test")
+    if ids is None or len(ids) == 0 or photo_ids is None or len(photo_ids) != len(ids):
+        raise SceneError(f"{data.data}: the run's test split ({0 if ids is None else len(ids)} views) "
+                         f"and the full-size test photos ({0 if photo_ids is None else len(photo_ids)})"
+                         " must be the same non-empty set of views")
+    if photos.width % cfg.scale or photos.height % cfg.scale:
+        raise ConfigError(f"scale = {cfg.scale}: the test photos are {photos.width}x{photos.height}, "
+                          "not a multiple of it")
+    count = len(ids) if cfg.views <= 0 else min(cfg.views, len(ids))
+    dev = run.renderer.aabb.device
+    cams = scene.cameras.scaled(photos.width / cfg.scale / scene.width).to(dev)
+    bg = scene.background if scene.background is not None else torch.zeros(3)
+    renders, targets = [], []
+    for i, j in zip(ids[:count].tolist(), photo_ids[:count].tolist()):
+        if scene.image_paths and photos.image_paths and (
+                Path(scene.image_paths[i]).stem != Path(photos.image_paths[j]).stem):
+            raise SceneError(f"{data.data}: test view {i} of the run is {scene.image_paths[i]} but the "
+                             f"full-size test photo {j} is {photos.image_paths[j]}")
+        out = run.renderer.render_image(cams, i, bg.to(dev), run.cfg.train.render_chunk)["rgb"]
+        renders.append(out.float().cpu())
+        targets.append(photos.image_float(j, bg.cpu()))
+    return renders, targets
+
+
+def benchmark_sr(cfg: SRBenchConfig, progress: bool = True) -> dict:
+    """Score bicubic, the scene-adapted net and (when available) pretrained weights on a run.
+
+    Returns:
+        {"run", "views", "lr_size", "hr_size", "methods": compare_upscalers' result,
+         "adapted_gain_db": PSNR(adapted) - PSNR(bicubic)}.
+    """
+    from nerf.sr.weights import load_sr_weights
+    from nerf.train.loading import load_trained_run
+
+    if cfg.scale not in (2, 4):
+        raise ConfigError(f"scale = {cfg.scale}: expected 2 or 4")
+    run = load_trained_run(cfg.run, cfg.device)
+    weights = resolve_weights(cfg.weights)
+    pretrained = None
+    if weights is not None:  # load before the long steps so a bad file fails fast
+        pretrained = load_sr_weights(weights, device=run.renderer.aabb.device, expected_scale=cfg.scale)
+    renders, targets = render_test_inputs(run, cfg)
+    upscalers: dict[str, Upscaler] = {
+        "bicubic": lambda image: bicubic_upscale(image, cfg.scale),
+        "adapted": net_upscaler(adapted_net(run, cfg, progress), cfg.tile),
+    }
+    if pretrained is not None:
+        upscalers[f"pretrained ({weights.name})"] = net_upscaler(pretrained, cfg.tile)
+    methods = compare_upscalers(renders, targets, upscalers, progress)
+    return {
+        "run": str(run.run_dir), "views": len(renders),
+        "lr_size": f"{renders[0].shape[1]}x{renders[0].shape[0]}",
+        "hr_size": f"{targets[0].shape[1]}x{targets[0].shape[0]}",
+        "methods": methods,
+        "adapted_gain_db": methods["adapted"]["psnr"] - methods["bicubic"]["psnr"],
+    }
+
+
+def format_report(result: dict) -> str:
+    """PSNR / SSIM per method and the adapted net's gain over bicubic, as text."""
+    lines = [f"{result['run']}: {result['views']} test views, {result['lr_size']} -> {result['hr_size']}"]
+    width = max(len(name) for name in result["methods"])
+    for name, m in result["methods"].items():
+        lines.append(f"  {name:<{width}}  PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.4f}")
+    lines.append(f"  adapted - bicubic: {result['adapted_gain_db']:+.2f} dB")
+    return "\n".join(lines)
