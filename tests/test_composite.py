@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nerf.render import available_backends, composite
-from nerf.render.composite import _pick_backend
+from nerf.render.composite import pick_backend
 
 # float64, two formulations of the same sum (product of (1 - alpha) vs exp of a sum): rounding only.
 EXACT64_TOL = dict(rtol=1e-10, atol=1e-12)
@@ -302,7 +302,7 @@ def test_half_precision_inputs(backend):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_auto_uses_triton_and_matches_reference():
     assert "triton" in available_backends()
-    assert _pick_backend("auto", torch.device("cuda")) == "triton"
+    assert pick_backend("auto", torch.device("cuda")) == "triton"
     counts = torch.randint(0, 300, (512,), generator=torch.Generator().manual_seed(17)).tolist()
     packed = make_packed(counts, seed=18, device="cuda")
     background = torch.rand(3, device="cuda")
@@ -314,7 +314,7 @@ def test_cuda_auto_uses_triton_and_matches_reference():
 
 def test_auto_on_cpu_is_torch():
     assert available_backends()[0] == "torch"
-    assert _pick_backend("auto", torch.device("cpu")) == "torch"
+    assert pick_backend("auto", torch.device("cpu")) == "torch"
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ def _check_inputs(
             )
 
 
-def _pick_backend(backend: str, device: torch.device) -> str:
+def pick_backend(backend: str, device: torch.device) -> str:
     """Resolve "auto" and refuse a backend that cannot run here."""
     if backend == "auto":
         return "triton" if device.type == "cuda" and _triton_usable() else "torch"
@@ -157,7 +157,7 @@ def composite(
     _check_inputs(t_starts, t_ends, ray_indices, sigmas, rgbs, n_rays, background)
     if early_stop_eps < 0.0:
         raise ValueError(f"composite: early_stop_eps must be >= 0, got {early_stop_eps}")
-    chosen = _pick_backend(backend, sigmas.device)
+    chosen = pick_backend(backend, sigmas.device)
     module_name = "nerf.render.reference" if chosen == "torch" else "nerf.render.triton_kernels"
     impl = importlib.import_module(module_name).composite
     return impl(t_starts, t_ends, ray_indices, sigmas, rgbs, n_rays, background, early_stop_eps=early_stop_eps)
