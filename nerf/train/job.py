@@ -48,7 +48,7 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
     if not d.is_main:
         distributed.barrier()
         return None
-    metrics = trainer.evaluate("test", image_dir=run_dir / "renders" / "test")
+    metrics = trainer.evaluate("test", max_views=cfg.data.eval_views, image_dir=run_dir / "renders" / "test")
     run = TrainedRun(cfg, scene, trainer.renderer.eval(), trainer.step, run_dir)
     outputs = {}
     if cfg.output.video_frames > 0:

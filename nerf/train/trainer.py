@@ -137,10 +137,7 @@ class Trainer:
             idx = idx[self.mask[idx]]
         cam = self.train_ids[idx // hw]
         pix = idx % hw
-        # a random point inside each pixel: the photos integrate over the pixel's footprint
-        xy = torch.stack([pix % self.width, pix // self.width], dim=-1).float()
-        xy = xy + torch.rand(xy.shape, device=self.device, generator=self.generator)
-        origins, directions = self.cameras.generate_rays(cam, xy)
+        origins, directions = self.cameras.pixel_rays(cam, pix % self.width, pix // self.width)
         rgba = self.pixels[idx].float() / 255.0
         if rgba.shape[-1] == 4:
             if self.cfg.train.random_background:
