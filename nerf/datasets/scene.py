@@ -45,6 +45,11 @@ class Scene:
     def has_alpha(self) -> bool:
         return self.images.shape[-1] == 4
 
+    @property
+    def render_background(self) -> Tensor:  # [3]
+        """The colour renders and RGBA photos are composited on: the scene's, else black."""
+        return self.background if self.background is not None else torch.zeros(3)
+
     def split(self, name: str) -> Tensor:  # [n] int64
         return self.splits[name]
 
@@ -52,8 +57,7 @@ class Scene:
         """Image `index` as float32 [H, W, 3] in [0, 1], RGBA composited on `background`."""
         img = self.images[index].float() / 255.0
         if img.shape[-1] == 4:
-            bg = self.background if background is None else background
-            bg = torch.zeros(3) if bg is None else bg.to(img)
+            bg = (self.render_background if background is None else background).to(img)
             img = img[..., :3] * img[..., 3:] + bg * (1.0 - img[..., 3:])
         return img
 

@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -23,7 +22,7 @@ from nerf.errors import ConfigError, ExportError
 from nerf.export.camera_paths import interpolate_path, load_nerfstudio_camera_path, orbit_path, spiral_path
 from nerf.export.video import colorize_depth, to_uint8_frame, write_frames, write_video
 from nerf.train.loading import TrainedRun
-from nerf.train.metrics import psnr, ssim
+from nerf.train.metrics import score_views
 
 OUTPUT_KINDS = ("rgb", "depth", "opacity")
 
@@ -43,18 +42,10 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
     ids = scene.splits.get("test")
     if ids is None or len(ids) == 0:
         raise ExportError(f"{scene.source}: the scene has no test views")
-    dev = renderer.aabb.device
-    cams = scene.cameras.to(dev)
-    bg = (scene.background if scene.background is not None else torch.zeros(3)).to(dev)
-    folder = out / "test"
-    folder.mkdir(parents=True, exist_ok=True)
+    cams = scene.cameras.to(renderer.aabb.device)
     mine = [ids.tolist()[k] for k in distributed.shard(len(ids))]  # this rank's views
-    per_view = []
-    for i in tqdm(mine, desc="test views", disable=not progress):
-        img = renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)["rgb"]
-        gt = scene.image_float(i, bg.cpu()).to(dev)
-        per_view.append({"view": i, "psnr": psnr(img, gt), "ssim": ssim(img, gt)})
-        iio.imwrite(folder / f"test_{i:04d}.png", to_uint8_frame(img))
+    per_view = score_views(renderer, scene, cams, mine, run.cfg.train.render_chunk, out / "test",
+                           "test", progress)
     gathered = distributed.gather_to_main(per_view)
     if gathered is None:
         return {}
@@ -139,7 +130,7 @@ def training_pairs(run: TrainedRun, scale: int, progress: bool = True) -> tuple[
     scene, renderer = run.scene, run.renderer
     dev = renderer.aabb.device
     ids = scene.splits["train"].tolist()
-    bg = (scene.background if scene.background is not None else torch.zeros(3)).to(dev)
+    bg = scene.render_background.to(dev)
     d = run.cfg.data.downscale
     if d >= scale and d % scale == 0:
         low = scene.cameras.to(dev)
@@ -177,7 +168,7 @@ def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = 
         sr = _super_resolver(run, cfg, progress)
         cams = cams.scaled(1.0 / cfg.upscale)
     cams = cams.to(dev)
-    bg = (run.scene.background if run.scene.background is not None else torch.zeros(3)).to(dev)
+    bg = run.scene.render_background.to(dev)
     rendered = {}  # frame index -> (rgb uint8, depth, opacity) for this rank's frames
     for i in tqdm(distributed.shard(len(cams)), desc="path frames", disable=not progress):
         img = run.renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)

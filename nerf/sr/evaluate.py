@@ -174,7 +174,7 @@ def render_test_inputs(run: TrainedRun, cfg: SRBenchConfig) -> tuple[list[Tensor
     count = len(ids) if cfg.views <= 0 else min(cfg.views, len(ids))
     dev = run.renderer.aabb.device
     cams = scene.cameras.scaled(photos.width / cfg.scale / scene.width).to(dev)
-    bg = scene.background if scene.background is not None else torch.zeros(3)
+    bg = scene.render_background
     renders, targets = [], []
     for i, j in zip(ids[:count].tolist(), photo_ids[:count].tolist()):
         if scene.image_paths and photos.image_paths and (

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v3 as iio
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,11 +25,10 @@ from nerf import distributed
 from nerf.config import Config, config_to_text
 from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError, TrainingError
-from nerf.export.video import to_uint8_frame
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from nerf.train.metrics import psnr, ssim
+from nerf.train.metrics import score_views
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
 RANK_SEED_STRIDE = 1_000_003  # seed offset between ranks (and between a resumed rank's streams)
@@ -89,7 +88,7 @@ class Trainer:
         self.pixels = imgs.reshape(-1, imgs.shape[-1]).to(self.device)
         self.mask = None if scene.masks is None else scene.masks[scene.splits["train"]].reshape(-1).to(self.device)
         self.height, self.width = scene.height, scene.width
-        self.background = (scene.background if scene.background is not None else torch.zeros(3)).to(self.device)
+        self.background = scene.render_background.to(self.device)
         # the per-step budget is shared by the ranks, so the total batch does not depend on N
         self.target_samples = max(1, cfg.train.target_samples // self.dist.world_size)
         self.max_rays = max(RAY_COUNT_MULTIPLE, cfg.train.max_rays // self.dist.world_size)
@@ -183,7 +182,7 @@ class Trainer:
             loss = loss + self._loss(out.coarse_rgb, target)
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"step {self.step}: the loss became {float(loss)}; training stopped. The last good "
+                f"step {self.step}: the loss became {float(loss.detach())}; training stopped. The last good "
                 "checkpoint is kept; try a lower --lr or --loss huber"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -257,19 +256,13 @@ class Trainer:
             ids, split = self.scene.splits["train"], "train"
         ids = ids[:max_views] if max_views > 0 else ids
         start = time.perf_counter()
-        values = []
         with self._ema_weights():
-            for i in tqdm(ids.tolist(), desc=f"eval {split}", disable=self.quiet, leave=False):
-                out = self.renderer.render_image(self.cameras, i, self.background, self.cfg.train.render_chunk)
-                gt = self.scene.image_float(i, self.background.cpu()).to(self.device)
-                values.append((psnr(out["rgb"], gt), ssim(out["rgb"], gt)))
-                if image_dir is not None:
-                    image_dir.mkdir(parents=True, exist_ok=True)
-                    iio.imwrite(image_dir / f"{split}_{i:04d}.png", to_uint8_frame(out["rgb"]))
+            values = score_views(self.renderer, self.scene, self.cameras, ids.tolist(),
+                                 self.cfg.train.render_chunk, image_dir, split, progress=not self.quiet)
         record = {
             "step": self.step, "split": split, "views": len(values),
-            "psnr": sum(v[0] for v in values) / len(values),
-            "ssim": sum(v[1] for v in values) / len(values),
+            "psnr": sum(v["psnr"] for v in values) / len(values),
+            "ssim": sum(v["ssim"] for v in values) / len(values),
             "train_seconds": round(self.elapsed, 2),
             "eval_seconds": round(time.perf_counter() - start, 2),
         }
@@ -281,20 +274,18 @@ class Trainer:
                   f"({len(values)} views)")
         return record
 
+    @contextmanager
     def _ema_weights(self):
-        trainer = self
-
-        class _Swap:
-            def __enter__(self):
-                if trainer.ema is not None:
-                    self.saved = {k: v.clone() for k, v in trainer.field.state_dict().items()}
-                    trainer.field.load_state_dict(trainer.ema)
-
-            def __exit__(self, *exc):
-                if trainer.ema is not None:
-                    trainer.field.load_state_dict(self.saved)
-
-        return _Swap()
+        """Evaluate with the EMA weights when they are kept; restore the trained ones after."""
+        if self.ema is None:
+            yield
+            return
+        saved = {k: v.clone() for k, v in self.field.state_dict().items()}
+        self.field.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.field.load_state_dict(saved)
 
     # --- checkpoints ---------------------------------------------------------------------------
 
