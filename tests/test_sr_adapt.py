@@ -9,16 +9,17 @@ from nerf.errors import CheckpointError
 from nerf.sr.adapt import (
     AdaptConfig,
     _ragan_terms,
+    FLAT_RANGE,
+    _sample_pairs,
     adapted_sr_path,
-    init_as_smooth_upsampler,
     load_adapted_sr,
     save_adapted_sr,
     train_adapted_sr,
 )
+from nerf.sr.residual import BicubicResidual
 from nerf.sr.rrdbnet import RRDBNet
 from nerf.sr.upscale import upscale_image
 
-INIT_TOL = 1e-5  # float32 convs vs the analytic upsampler, values in [0, 1]
 LOSS_TOL = 1e-6  # float32 BCE vs the closed form
 EVAL_BORDER = 8  # HR pixels left out of the PSNR: bicubic and the net pad borders differently
 GAIN_DB = 0.3  # required PSNR gain over bicubic on held-out images (about 1 dB is typical)
@@ -66,18 +67,35 @@ def _psnr(a, b):
     return -10.0 * np.log10(np.mean((a.astype(np.float64) - b) ** 2))
 
 
-def test_smooth_upsampler_init_is_nearest_then_binomial_blur():
-    torch.manual_seed(0)
-    net = RRDBNet(3, 3, 4, num_feat=8, num_block=2, num_grow_ch=4)
-    init_as_smooth_upsampler(net)
+def test_untrained_net_is_exact_bicubic():
+    lrs, hrs = _pairs(2, size=32)
+    net = train_adapted_sr(lrs, hrs, AdaptConfig(**{**TINY.__dict__, "steps": 0}), progress=False)
+    assert isinstance(net, BicubicResidual) and isinstance(net.body, RRDBNet)
     x = torch.rand(2, 3, 20, 17)
-    b = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # [1, 2, 1] * [1, 2, 1]
-    kernel = (b[:, None] * b[None, :]).expand(3, 1, 5, 5)
-    ref = F.conv2d(F.interpolate(x, scale_factor=4.0, mode="nearest"), kernel, padding=2, groups=3)
     with torch.no_grad():
-        out = net(x)
-    inner = (..., slice(4, -4), slice(4, -4))  # zero padding differs within 2 + 2 pixels of the edge
-    torch.testing.assert_close(out[inner], ref[inner], rtol=0, atol=INIT_TOL)
+        torch.testing.assert_close(net(x), F.interpolate(x, scale_factor=4.0, mode="bicubic",
+                                                         align_corners=False), rtol=0, atol=0)
+
+
+def test_flat_crops_are_redrawn():
+    """Images whose left half is flat white: with flat_keep 0 every crop has detail; with 1
+    (uniform crops) many are flat."""
+    gen = torch.Generator().manual_seed(0)
+    lrs, hrs = [], []
+    for _ in range(3):
+        lr = torch.rand(3, 32, 64, generator=gen)
+        lr[:, :, :32] = 1.0
+        lrs.append(lr)
+        hrs.append(F.interpolate(lr[None], scale_factor=4.0)[0])
+
+    def flat_fraction(keep):
+        lr, hr = _sample_pairs(lrs, hrs, 16, 64, 4, True, torch.Generator().manual_seed(1), keep)
+        assert hr.shape == (64, 3, 64, 64)
+        spans = (lr.amax(dim=(2, 3)) - lr.amin(dim=(2, 3))).amax(dim=1)
+        return float((spans < FLAT_RANGE).float().mean())
+
+    assert flat_fraction(0.0) == 0.0
+    assert flat_fraction(1.0) > 0.1
 
 
 def test_short_training_beats_bicubic_on_held_out_images():
@@ -150,3 +168,14 @@ def test_mismatched_pairs_are_rejected():
         train_adapted_sr(lrs, hrs, TINY, scale=2, progress=False)
     with pytest.raises(ValueError, match="equal, non-zero numbers"):
         train_adapted_sr(lrs, hrs + hrs, TINY, progress=False)
+
+
+def test_plain_rrdbnet_in_the_run_directory_is_refused(tmp_path):
+    """A net saved before adapted nets became bicubic-residual is not silently misused."""
+    from nerf.errors import WeightsError
+    from nerf.sr.weights import save_sr_weights
+
+    save_sr_weights(RRDBNet(3, 3, 4, num_feat=8, num_block=1, num_grow_ch=4),
+                    adapted_sr_path(tmp_path / "run", 4))
+    with pytest.raises(WeightsError, match="expected a bicubic-residual RRDBNet.*delete the file"):
+        load_adapted_sr(tmp_path / "run")

@@ -7,6 +7,7 @@ import torch
 
 from nerf.errors import WeightsError
 from nerf.sr.compact import SRVGGNetCompact
+from nerf.sr.residual import BicubicResidual
 from nerf.sr.rrdbnet import RRDBNet
 from nerf.sr.weights import LAYOUTS, detect_layout, load_sr_weights, save_sr_weights
 
@@ -23,6 +24,10 @@ CASES = {
     "esrgan_old_x4": (lambda: RRDBNet(3, 3, 4, num_feat=8, num_block=3, num_grow_ch=4), "esrgan_old"),
     "compact_x4": (lambda: SRVGGNetCompact(3, 3, num_feat=8, num_conv=3, scale=4), "compact"),
     "compact_x2": (lambda: SRVGGNetCompact(3, 3, num_feat=6, num_conv=1, scale=2), "compact"),
+    "residual_basicsr_x4": (lambda: BicubicResidual(RRDBNet(3, 3, 4, num_feat=8, num_block=1,
+                                                            num_grow_ch=4)), "basicsr"),
+    "residual_compact_x2": (lambda: BicubicResidual(SRVGGNetCompact(3, 3, num_feat=6, num_conv=1,
+                                                                    scale=2)), "compact"),
 }
 HYPER = ("num_in_ch", "num_out_ch", "num_feat", "scale", "num_block", "num_grow_ch", "num_conv")
 
@@ -44,9 +49,12 @@ def test_layout_round_trip(case, tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # the temporary file was renamed away
     loaded = load_sr_weights(path)
     assert type(loaded) is type(net)
+    inner = net.body if isinstance(net, BicubicResidual) else net
+    loaded_inner = loaded.body if isinstance(loaded, BicubicResidual) else loaded
+    assert type(loaded_inner) is type(inner)
     for name in HYPER:
-        assert getattr(loaded, name, None) == getattr(net, name, None), name
-    x = torch.rand(2, net.num_in_ch, 12, 8)
+        assert getattr(loaded_inner, name, None) == getattr(inner, name, None), name
+    x = torch.rand(2, inner.num_in_ch, 12, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x), **EXACT)
 
@@ -129,7 +137,18 @@ def test_save_refuses_layouts_that_cannot_hold_the_net(tmp_path):
         save_sr_weights(_random_net(CASES["basicsr_x4"][0]), tmp_path / "b.pth", "compact")
     with pytest.raises(WeightsError, match="unknown layout 'onnx'"):
         save_sr_weights(_random_net(CASES["basicsr_x4"][0]), tmp_path / "c.pth", "onnx")
+    with pytest.raises(WeightsError, match="bicubic-residual net is written in the basicsr or compact"):
+        save_sr_weights(_random_net(CASES["residual_basicsr_x4"][0]), tmp_path / "d.pth", "esrgan")
     assert not list(tmp_path.iterdir())
+
+
+def test_unknown_residual_marker_is_an_error(tmp_path):
+    path = save_sr_weights(_random_net(CASES["residual_basicsr_x4"][0]), tmp_path / "r.pth")
+    payload = torch.load(path, weights_only=True)
+    payload["residual"] = "lanczos"
+    torch.save(payload, path)
+    with pytest.raises(WeightsError, match="unknown 'residual' entry 'lanczos'"):
+        load_sr_weights(path)
 
 
 def test_detect_layout_returns_none_for_an_unrelated_state_dict():

@@ -14,7 +14,9 @@ Vocabulary: a "layout" is a naming scheme for the same tensors. Four are known:
     compact     Real-ESRGAN's SRVGGNetCompact: body.0 (conv), body.1 (PReLU), ..., last conv.
 
 Every hyper-parameter (channels, features, blocks, growth, scale) is read from tensor shapes,
-so no side file is needed; the state dict is then loaded with strict=True.
+so no side file is needed; the state dict is then loaded with strict=True. A file with the
+top-level entry `"residual": "bicubic"` (written for a BicubicResidual, see residual.py) holds
+the body of a net that adds bicubic upsampling; it loads back as that wrapper.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 
 from nerf.errors import WeightsError
 from nerf.sr.compact import SRVGGNetCompact
+from nerf.sr.residual import RESIDUAL_BICUBIC, RESIDUAL_KEY, BicubicResidual
 from nerf.sr.rrdbnet import SUPPORTED_SCALES, RRDBNet
 
 LAYOUTS = {
@@ -242,7 +245,7 @@ def load_sr_weights(
         expected_scale: when given, a net of another scale is an error.
 
     Returns:
-        an RRDBNet or SRVGGNetCompact in eval mode with `.scale` set.
+        an RRDBNet, SRVGGNetCompact or BicubicResidual in eval mode with `.scale` set.
     """
     path = Path(path)
     if not path.is_file():
@@ -260,6 +263,12 @@ def load_sr_weights(
             f"{path}: not a readable torch checkpoint ({exc.__class__.__name__}: {first_line})"
         ) from exc
     model = model_from_state_dict(_unwrap(raw, path), path)
+    residual = raw.get(RESIDUAL_KEY) if isinstance(raw, Mapping) else None
+    if residual is not None:
+        if residual != RESIDUAL_BICUBIC:
+            raise WeightsError(f"{path}: unknown {RESIDUAL_KEY!r} entry {residual!r} (known: "
+                               f"{RESIDUAL_BICUBIC!r})")
+        model = BicubicResidual(model).eval()
     if expected_scale is not None and model.scale != expected_scale:
         raise WeightsError(
             f"{path}: expected a x{expected_scale} network, but these weights are a x{model.scale} "
@@ -272,8 +281,9 @@ def save_sr_weights(model: nn.Module, path: str | Path, layout: str = "basicsr")
     """Write a net's weights in one of LAYOUTS, atomically (tmp file + rename).
 
     Args:
-        model: an RRDBNet (layouts basicsr, esrgan, esrgan_old; the last two only at x4) or an
-            SRVGGNetCompact (layout compact).
+        model: an RRDBNet (layouts basicsr, esrgan, esrgan_old; the last two only at x4), an
+            SRVGGNetCompact (layout compact), or a BicubicResidual around either (basicsr or
+            compact, marked by a top-level "residual": "bicubic" entry).
         path: destination file; parent folders are created.
         layout: one of LAYOUTS. basicsr and compact are nested under "params" as in
             Real-ESRGAN's releases; the ESRGAN layouts are flat, as in ESRGAN's releases.
@@ -284,6 +294,12 @@ def save_sr_weights(model: nn.Module, path: str | Path, layout: str = "basicsr")
     path = Path(path)
     if layout not in LAYOUTS:
         raise WeightsError(f"{path}: unknown layout {layout!r}; choose one of {sorted(LAYOUTS)}")
+    residual = isinstance(model, BicubicResidual)
+    if residual:
+        if layout not in ("basicsr", "compact"):
+            raise WeightsError(f"{path}: a bicubic-residual net is written in the basicsr or compact "
+                               f"layout (they nest the tensors under 'params'), not {layout}")
+        model = model.body
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     if isinstance(model, SRVGGNetCompact) != (layout == "compact"):
         raise WeightsError(
@@ -299,6 +315,8 @@ def save_sr_weights(model: nn.Module, path: str | Path, layout: str = "basicsr")
         payload = _basicsr_to_old(state, model.num_block)
     else:
         payload = {"params": state}
+    if residual:
+        payload[RESIDUAL_KEY] = RESIDUAL_BICUBIC
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
