@@ -6,8 +6,9 @@ import trimesh
 
 from nerf.datasets.demo import albedo_at, ground_truth_mesh, look_at_opengl, scene_primitives
 from nerf.datasets.demo_geometry import trace_rays
-from nerf.export.mesh_eval import (chamfer_l1, closest_point_on_triangles, closest_points_on_mesh,
-                                   count_components, demo_color_errors, diffuse_shading, sample_surface)
+from nerf.export.mesh_eval import (chamfer_l1, chamfer_l1_seen, closest_point_on_triangles,
+                                   closest_points_on_mesh, count_components, demo_color_errors,
+                                   demo_seen, diffuse_shading, sample_surface)
 
 N_POINTS = 100_000
 SPHERE_SUBDIVISIONS = 5  # icosphere chord sag about 2e-4 of the radius
@@ -152,3 +153,45 @@ def test_count_components():
     two = trimesh.util.concatenate([sphere(1.0), sphere(0.5).apply_translation([5.0, 0, 0])])
     assert count_components(two) == 2
     assert count_components(sphere(1.0)) == 1
+
+
+def _ring_of_cameras(elevation_deg: float, n: int = 8, radius: float = 4.0) -> np.ndarray:
+    z = radius * np.sin(np.radians(elevation_deg))
+    ring = radius * np.cos(np.radians(elevation_deg))
+    eyes = [(ring * np.cos(a), ring * np.sin(a), z) for a in np.linspace(0, 2 * np.pi, n, endpoint=False)]
+    return np.stack([look_at_opengl(np.array(e), np.zeros(3)) for e in eyes])
+
+
+def test_demo_seen_top_but_not_bottom_or_inside():
+    base, roof = scene_primitives()[0], scene_primitives()[5]
+    assert (base.name, roof.name) == ("base", "roof")
+    top = roof.center[2] + roof.half_size[2]
+    bottom = base.center[2] - base.half_size[2]
+    points = np.array([[0.3, 0.2, top],  # roof top: seen from above
+                       [0.3, 0.2, bottom],  # underside of the base: hidden from above
+                       [0.3, 0.2, base.center[2]],  # inside the base slab
+                       [0.3, 0.2, top - 0.01]])  # just inside the roof: within the tolerance
+    seen = demo_seen(points, _ring_of_cameras(45.0), 0.85)
+    assert seen.tolist() == [True, False, False, True]
+    below = demo_seen(points[:2], _ring_of_cameras(-45.0), 0.85)
+    assert below.tolist() == [False, True]
+    narrow = demo_seen(points[:1] + [3.0, 0.0, 0.0], _ring_of_cameras(45.0), 0.01)
+    assert not narrow.any()  # off every image
+
+
+def test_seen_chamfer_ignores_the_hidden_bottom():
+    """A copy of the ground truth whose hidden bottom is pushed 0.1 up into the base slab scores
+    like the ground truth itself on seen surfaces, and worse on the plain Chamfer. (Pushed down
+    instead, the dent would be seen: rays from above pass under the base's edge.)"""
+    gt = ground_truth_mesh()
+    moved = gt.copy()
+    v = moved.vertices
+    middle = (v[:, 2] < v[:, 2].min() + 1e-9) & (np.abs(v[:, :2]).max(axis=1) < 0.75)
+    v[middle, 2] += 0.1
+    moved.vertices = v
+    cams = _ring_of_cameras(30.0, 16)
+    base_seen = chamfer_l1_seen(gt, gt, cams, 0.85, 20_000)
+    moved_seen = chamfer_l1_seen(moved, gt, cams, 0.85, 20_000)
+    assert 0.1 < base_seen["gt_seen"] < 0.95
+    assert moved_seen["chamfer_l1"] < base_seen["chamfer_l1"] * 1.1
+    assert chamfer_l1(moved, gt, 20_000)[2] > 1.4 * chamfer_l1(gt, gt, 20_000)[2]

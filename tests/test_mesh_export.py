@@ -251,6 +251,58 @@ def test_crop_box():
         extract_mesh(sphere_density(), AABB, outside)
 
 
+def test_cavity_inside_a_solid_is_filled():
+    """A shell (matter between radius 0.25 and RADIUS, empty inside) meshes as one outer surface;
+    without filling, marching cubes also returns the inner wall of the hidden pocket."""
+    outer, inner = sphere_density(radius=RADIUS), sphere_density(radius=0.25)
+
+    def shell(points):
+        return outer(points) * (1.0 - inner(points) / SIGMA_IN)
+
+    filled, stats = extract_mesh(shell, AABB, MeshConfig(resolution=RES))
+    assert stats.n_components == 1 and stats.cavity_voxels > 0
+    assert np.abs(np.linalg.norm(filled.vertices, axis=1) - RADIUS).max() < VOXEL
+    assert ball_volume(RADIUS - VOXEL) < filled.volume < ball_volume(RADIUS + VOXEL)
+    hollow, stats = extract_mesh(shell, AABB, MeshConfig(resolution=RES, fill_cavities=False))
+    assert stats.n_components == 2 and stats.cavity_voxels == 0
+    assert np.linalg.norm(hollow.vertices, axis=1).min() < 0.25 + VOXEL
+
+
+def test_open_pocket_is_not_filled():
+    """A pocket with a channel to the outside is visible surface and stays."""
+    outer, inner = sphere_density(radius=RADIUS), sphere_density(radius=0.25)
+
+    def cup(points):  # the shell with a vertical hole of radius 0.1 through its top
+        hole = (points[:, :2].norm(dim=-1) < 0.1) & (points[:, 2] > 0)
+        return torch.where(hole, 0.0, outer(points) * (1.0 - inner(points) / SIGMA_IN))
+
+    mesh, stats = extract_mesh(cup, AABB, MeshConfig(resolution=RES))
+    assert stats.cavity_voxels == 0
+    assert np.linalg.norm(mesh.vertices, axis=1).min() < 0.25 + VOXEL
+
+
+def test_crop_to_occupied_box():
+    from nerf.export.mesh_job import crop_to_occupied
+
+    cfg = MeshConfig(resolution=RES)
+    occupied = torch.tensor([[-0.5, -0.25, 0.0], [0.5, 0.25, 0.5]])
+    cropped = crop_to_occupied(cfg, AABB, occupied)
+    margin = 2.0 * (occupied[1] - occupied[0]) / (RES - 1)
+    assert np.allclose(cropped.crop_min, (occupied[0] - margin).tolist(), atol=1e-6)
+    assert np.allclose(cropped.crop_max, (occupied[1] + margin).tolist(), atol=1e-6)
+    explicit = MeshConfig(resolution=RES, crop_min=(0.0, -1.0, -1.0), crop_max=(1.0, 1.0, 1.0))
+    both = crop_to_occupied(explicit, AABB, occupied)
+    assert both.crop_min[0] == 0.0 and both.crop_max[0] == pytest.approx(0.5 + float(margin[0]))
+    disjoint = torch.tensor([[-0.9, -0.9, -0.9], [-0.5, -0.5, -0.5]])
+    assert crop_to_occupied(explicit, AABB, disjoint) == explicit
+    # the sphere inside the occupied box meshes the same, on a finer lattice
+    tight = crop_to_occupied(cfg, AABB, torch.tensor([[-0.55] * 3, [0.55] * 3]))
+    mesh, _ = extract_mesh(sphere_density(), AABB, tight)
+    fine_voxel = (tight.crop_max[0] - tight.crop_min[0]) / (RES - 1)
+    assert fine_voxel < VOXEL / 1.5
+    assert np.abs(np.linalg.norm(mesh.vertices, axis=1) - RADIUS).max() < fine_voxel
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ConfigError):
         MeshConfig(iso_level="high")

@@ -25,6 +25,7 @@ def main(argv=None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(f"wrote {path}: {stats.n_vertices} vertices, {stats.n_faces} faces, "
+          f"{stats.cavity_voxels} cavity voxels filled, "
           f"{stats.components_removed} components removed, watertight={stats.watertight}, "
           f"iso level {stats.iso_level:.3g}, {seconds:.1f} s")
 

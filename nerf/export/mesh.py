@@ -5,7 +5,9 @@ Vocabulary
               [P, 3]) -> sigma [P]` is any callable (a trained field, an analytic test shape).
     lattice   R x R x R sample points covering the box corners included, indexed [i, j, k] ->
               (x, y, z); spacing = box extent / (R - 1) per axis ("voxel size").
-    box       the scene `aabb [2, 3]`, optionally intersected with the crop box of MeshConfig.
+    box       the scene `aabb [2, 3]`, optionally intersected with the crop box of MeshConfig and
+              (by the mesh job) with the occupancy grid's occupied box, so the lattice's voxels
+              cover the object, not the empty margin of the scene box.
     frame     everything is computed in the normalised frame of the scene; `transform` (the
               scene's similarity, original -> normalised) is inverted at the end so the written
               mesh sits where the photos were taken.
@@ -16,6 +18,15 @@ Choices
     normals point from high to low density (checked by the sphere test). The lattice is padded
     with one layer of its minimum density so that surfaces cut by the box are closed by caps; cap
     vertices are clamped onto the box faces. Objects cut by the crop box are therefore watertight.
+    Cavities: a radiance field never sees the inside of a solid, so its density there is
+    arbitrary and often low; meshed as it is, a solid comes out with inner shells around hollow
+    pockets. With `fill_cavities`, every empty region of the lattice (density <= level) that is
+    not 6-connected to the lattice border is set to the maximum density before marching cubes,
+    so only surfaces that face the outside are meshed (scipy's binary_fill_holes). Tried and
+    dropped: also filling space that no training camera saw empty (depth carving on a 96^3
+    lattice from depth rendered at 1/4 size): on the demo temple the seen Chamfer went from
+    0.45% to 0.53% of the diagonal, as the carving's safety margin leaves a thin empty layer under
+    each surface whose boundary with the filled block is meshed as an inner wall.
     Vertex colours: the field is queried a little outside the surface (`color_offset_voxels`
     along the outward normal) looking inwards, averaged over directions spread in a cone around
     the inward normal, so view-dependent effects average out instead of baking one view in.
@@ -30,6 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 import trimesh
+from scipy.ndimage import binary_fill_holes
 from skimage.measure import marching_cubes
 from torch import Tensor
 
@@ -42,6 +54,7 @@ ColorFn = Callable[[Tensor, Tensor], Tensor]  # points [P, 3], unit directions [
 DEFAULT_MAX_LATTICE_BYTES = 4 << 30  # 4 GiB: resolution ~810 fits
 LATTICE_DTYPE_BYTES = 4  # float32 lattice and its padded float32 copy handed to marching cubes
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # spreads cone directions evenly (Fibonacci)
+ISO_RULES = ("auto", "voxel")  # named levels: auto_iso_level, mesh_job.rendered_surface_level
 OPEN3D_HINT = "the 'mesh' extra (pip install open3d)"
 
 
@@ -50,10 +63,12 @@ class MeshConfig:
     """How a density field becomes a mesh (defaults suit a 360-degree object scene)."""
 
     resolution: int = 256  # lattice points per axis over the (cropped) box
-    iso_level: float | str = "auto"  # density of the surface; "auto" = ln 2 / voxel size
+    iso_level: float | str = "auto"  # number | voxel: ln 2 / voxel size | auto: a run's rendered surface
     chunk: int = 1 << 18  # points per density_fn / color_fn call (bounds peak memory)
     crop_min: tuple[float, float, float] | None = None  # crop box corner, normalised frame; None = aabb
     crop_max: tuple[float, float, float] | None = None  # opposite crop box corner; None = aabb
+    crop_to_occupied: bool = True  # shrink the box to the occupancy grid's occupied cells (finer voxels)
+    fill_cavities: bool = True  # fill empty pockets enclosed by matter (no inner shells)
     min_component_faces: int = 0  # drop connected components with fewer faces (0 = keep all)
     keep_largest: int = 0  # then keep only the N largest components (0 = keep all)
     decimate_faces: int = 0  # quadric decimation to this face budget with open3d (0 = off)
@@ -66,11 +81,11 @@ class MeshConfig:
     def __post_init__(self) -> None:
         if self.resolution < 3:
             raise ConfigError(f"mesh resolution must be >= 3, got {self.resolution}")
-        if isinstance(self.iso_level, str) and self.iso_level != "auto":
+        if isinstance(self.iso_level, str) and self.iso_level not in ISO_RULES:
             try:  # config files give numbers as text
                 object.__setattr__(self, "iso_level", float(self.iso_level))
             except ValueError:
-                msg = f"mesh iso_level must be 'auto' or a number, got {self.iso_level!r}"
+                msg = f"mesh iso_level must be a number, 'auto' or 'voxel', got {self.iso_level!r}"
                 raise ConfigError(msg) from None
         if self.chunk < 1 or self.color_directions < 1:
             raise ConfigError("mesh chunk and color_directions must be >= 1")
@@ -88,6 +103,7 @@ class MeshStats:
     n_faces: int
     n_components: int  # connected components straight out of marching cubes
     components_removed: int
+    cavity_voxels: int  # enclosed empty lattice points filled before marching cubes
     watertight: bool  # trimesh's test: every edge shared by exactly two faces
     iso_level: float
     density_range: tuple[float, float]  # (min, max) over the lattice
@@ -124,6 +140,17 @@ def largest_fitting_resolution(max_bytes: int) -> int:
     return r
 
 
+def require_lattice_fits(resolution: int, max_lattice_bytes: int) -> None:
+    """Raise ExportError, suggesting a resolution that fits, when the lattice is over budget."""
+    if lattice_bytes(resolution) > max_lattice_bytes:
+        fit = largest_fitting_resolution(max_lattice_bytes)
+        raise ExportError(
+            f"mesh resolution {resolution} needs {lattice_bytes(resolution) / 2**30:.2f} GiB for the "
+            f"density lattice, over the budget of {max_lattice_bytes / 2**30:.2f} GiB; use resolution "
+            f"{fit} or less (or raise max_lattice_bytes)"
+        )
+
+
 def density_lattice(
     density_fn: DensityFn,
     aabb: Tensor,  # [2, 3] box (min row, max row)
@@ -148,13 +175,7 @@ def density_lattice(
     Returns:
         [R, R, R] float32 densities on the CPU.
     """
-    if lattice_bytes(resolution) > max_lattice_bytes:
-        fit = largest_fitting_resolution(max_lattice_bytes)
-        raise ExportError(
-            f"mesh resolution {resolution} needs {lattice_bytes(resolution) / 2**30:.2f} GiB for the "
-            f"density lattice, over the budget of {max_lattice_bytes / 2**30:.2f} GiB; use resolution "
-            f"{fit} or less (or raise max_lattice_bytes)"
-        )
+    require_lattice_fits(resolution, max_lattice_bytes)
     box = torch.as_tensor(aabb, dtype=torch.float32, device=device)
     if box.shape != (2, 3) or not bool((box[1] > box[0]).all()):
         raise ExportError(f"density_lattice: aabb must be [2, 3] with min < max, got {box.tolist()}")
@@ -236,7 +257,8 @@ def extract_mesh(
         occupied_fn, device, cfg.max_lattice_bytes,
     ).numpy()
     spacing = (box[1] - box[0]) / (cfg.resolution - 1)
-    level = auto_iso_level(float(spacing.mean())) if cfg.iso_level == "auto" else float(cfg.iso_level)
+    named = cfg.iso_level in ISO_RULES  # no renders here ("auto" is resolved by the mesh job)
+    level = auto_iso_level(float(spacing.mean())) if named else float(cfg.iso_level)
     lo, hi = float(grid.min()), float(grid.max())
     if not lo < level < hi:
         side = "no lattice point is denser than" if hi <= level else "every lattice point is denser than"
@@ -245,6 +267,12 @@ def extract_mesh(
             f"[{lo:.4g}, {hi:.4g}] on the {cfg.resolution}^3 lattice in box {box.tolist()}; "
             "choose an iso_level inside that range"
         )
+    cavity_voxels = 0
+    if cfg.fill_cavities:
+        solid = grid > level
+        cavities = binary_fill_holes(solid) & ~solid
+        cavity_voxels = int(cavities.sum())
+        grid = np.where(cavities, np.float32(hi), grid)
     padded = np.pad(grid, 1, mode="constant", constant_values=lo)
     verts, faces, _, _ = marching_cubes(padded, level, spacing=tuple(spacing), gradient_direction="ascent")
     verts = np.clip(verts + (box[0] - spacing), box[0], box[1])
@@ -261,7 +289,8 @@ def extract_mesh(
         mesh = to_original_frame(mesh, transform)
     stats = MeshStats(
         n_vertices=len(mesh.vertices), n_faces=len(mesh.faces), n_components=n_components,
-        components_removed=removed, watertight=bool(mesh.is_watertight), iso_level=level,
+        components_removed=removed, cavity_voxels=cavity_voxels,
+        watertight=bool(mesh.is_watertight), iso_level=level,
         density_range=(lo, hi),
     )
     return mesh, stats
