@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
 import typing
 from dataclasses import dataclass, field, fields
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import configargparse
 
-from nerf.errors import ConfigError
+from nerf.errors import ConfigError, NerfError
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,19 @@ def parse_config(argv: list[str] | None = None, description: str = "", extra=Non
         names = ", ".join(u.split("=")[0] for u in unknown if u.startswith("-")) or " ".join(unknown)
         raise ConfigError(f"unknown option(s) {names}{where}; see --help for the valid keys")
     return config_from_namespace(ns, root), ns
+
+
+def add_json_option(parser) -> None:
+    """The tools' `--json FILE` option (an `extra` for parse_config)."""
+    parser.add_argument("--json", default="", help="also write the results as JSON to this file")
+
+
+def write_json_report(path: str | Path, record: dict, indent: int | None = 1) -> None:
+    """Write a tool's results as JSON (indent None: one line); failure is a NerfError naming path."""
+    try:
+        Path(path).write_text(json.dumps(record, indent=indent) + "\n")
+    except OSError as exc:
+        raise NerfError(f"{path}: cannot write the JSON results ({exc.strerror})") from exc
 
 
 def config_to_text(cfg) -> str:

@@ -7,7 +7,6 @@ Nothing is written to disk (no run directory); the numbers go to stdout as a tab
 --json FILE, as one JSON record.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,16 +14,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import the repository's package uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nerf.config import parse_config  # noqa: E402
+from nerf.config import add_json_option, parse_config, write_json_report  # noqa: E402
 from nerf.errors import NerfError  # noqa: E402
 
 
 def main(argv=None) -> None:
-    def extra(parser):
-        parser.add_argument("--json", default="", help="also write the result as JSON to this file")
-
     try:
-        cfg, ns = parse_config(argv, "Benchmark a training configuration.", extra)
+        cfg, ns = parse_config(argv, "Benchmark a training configuration.", add_json_option)
         from nerf.train.job import prepare_scene
         from nerf.train.trainer import Trainer
 
@@ -35,20 +31,20 @@ def main(argv=None) -> None:
         trainer.fit()
         wall = time.perf_counter() - start
         metrics = trainer.evaluate("test", max_views=cfg.data.eval_views)
+        record = {
+            "config": ns.config, "scene": str(scene.source), "resolution": f"{scene.width}x{scene.height}",
+            "steps": trainer.step, "train_seconds": round(trainer.elapsed, 1), "wall_seconds": round(wall, 1),
+            "test_views": metrics["views"], "psnr": round(metrics["psnr"], 2),
+            "ssim": round(metrics["ssim"], 4), "device": str(trainer.device),
+        }
+        if ns.json:
+            write_json_report(ns.json, record, indent=None)
     except NerfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    record = {
-        "config": ns.config, "scene": str(scene.source), "resolution": f"{scene.width}x{scene.height}",
-        "steps": trainer.step, "train_seconds": round(trainer.elapsed, 1), "wall_seconds": round(wall, 1),
-        "test_views": metrics["views"], "psnr": round(metrics["psnr"], 2), "ssim": round(metrics["ssim"], 4),
-        "device": str(trainer.device),
-    }
     width = max(len(k) for k in record)
     for key, value in record.items():
         print(f"{key:<{width}}  {value}")
-    if ns.json:
-        Path(ns.json).write_text(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,25 @@ def _corner(
 
 
 @triton.jit
+def _program_cells(pos_ptr, scales_ptr, res_ptr, sizes_ptr, offsets_ptr, hashed_ptr, n_points,
+                   BLOCK: tl.constexpr):
+    """This program's level (grid axis 1) and points (axis 0), the level's constants, and each
+    point's cell (lower vertex and fraction per axis): the shared start of both kernels."""
+    level = tl.program_id(1)
+    points = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = points < n_points
+    scale = tl.load(scales_ptr + level)
+    res = tl.load(res_ptr + level)
+    size = tl.load(sizes_ptr + level)
+    offset = tl.load(offsets_ptr + level)
+    hashed = tl.load(hashed_ptr + level) != 0
+    ix, fx = _cell(pos_ptr, points, mask, 0, scale)
+    iy, fy = _cell(pos_ptr, points, mask, 1, scale)
+    iz, fz = _cell(pos_ptr, points, mask, 2, scale)
+    return level, points, mask, res, size, offset, hashed, ix, iy, iz, fx, fy, fz
+
+
+@triton.jit
 def _hash_fwd_kernel(
     pos_ptr,  # [N, 3] float32
     table_ptr,  # [E, F] float32 or float16
@@ -78,17 +97,9 @@ def _hash_fwd_kernel(
     F: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    level = tl.program_id(1)
-    points = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = points < n_points
-    scale = tl.load(scales_ptr + level)
-    res = tl.load(res_ptr + level)
-    size = tl.load(sizes_ptr + level)
-    offset = tl.load(offsets_ptr + level)
-    hashed = tl.load(hashed_ptr + level) != 0
-    ix, fx = _cell(pos_ptr, points, mask, 0, scale)
-    iy, fy = _cell(pos_ptr, points, mask, 1, scale)
-    iz, fz = _cell(pos_ptr, points, mask, 2, scale)
+    level, points, mask, res, size, offset, hashed, ix, iy, iz, fx, fy, fz = _program_cells(
+        pos_ptr, scales_ptr, res_ptr, sizes_ptr, offsets_ptr, hashed_ptr, n_points, BLOCK
+    )
     features = tl.arange(0, F)
     acc = tl.zeros([BLOCK, F], dtype=tl.float32)
     for corner in tl.static_range(8):
@@ -119,17 +130,9 @@ def _hash_bwd_kernel(
     F: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    level = tl.program_id(1)
-    points = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = points < n_points
-    scale = tl.load(scales_ptr + level)
-    res = tl.load(res_ptr + level)
-    size = tl.load(sizes_ptr + level)
-    offset = tl.load(offsets_ptr + level)
-    hashed = tl.load(hashed_ptr + level) != 0
-    ix, fx = _cell(pos_ptr, points, mask, 0, scale)
-    iy, fy = _cell(pos_ptr, points, mask, 1, scale)
-    iz, fz = _cell(pos_ptr, points, mask, 2, scale)
+    level, points, mask, res, size, offset, hashed, ix, iy, iz, fx, fy, fz = _program_cells(
+        pos_ptr, scales_ptr, res_ptr, sizes_ptr, offsets_ptr, hashed_ptr, n_points, BLOCK
+    )
     features = tl.arange(0, F)
     v_offsets = points.to(tl.int64)[:, None] * (N_LEVELS * F) + level * F + features[None, :]
     v_level = tl.load(v_out_ptr + v_offsets, mask=mask[:, None], other=0.0).to(tl.float32)
