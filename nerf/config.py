@@ -88,6 +88,7 @@ class TrainConfig:
 class OutputConfig:
     video_frames: int = 60  # frames of the orbit video the main job renders (0 = none)
     video_fps: float = 30.0  # its frame rate
+    video_elevation: float = -1.0  # its orbit elevation in degrees (-1 = mean of the training cameras)
     mesh_resolution: int = 256  # marching-cubes lattice of the main job's mesh.ply (0 = none)
 
 

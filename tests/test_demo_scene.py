@@ -118,7 +118,7 @@ def test_transforms_fields_and_counts(scene, meta):
             np.testing.assert_allclose(np.linalg.norm(c2w[:3, 3]), SMALL.camera_radius)
             np.testing.assert_allclose(-c2w[:3, 2], -c2w[:3, 3] / SMALL.camera_radius, atol=1e-12)
             elevation = np.degrees(np.arcsin(c2w[2, 3] / SMALL.camera_radius))
-            assert 10.0 <= elevation <= 80.0
+            assert SMALL.elevation_min <= elevation <= SMALL.elevation_max
     assert meta["config"] == json.loads(json.dumps(asdict(SMALL)))
     assert len(meta["primitives"]) >= 7
     for transforms, frame, rgba, depth in _frames(scene):

@@ -410,3 +410,65 @@ def test_vertex_colors_survive_degenerate_vertices():
 
     colors = vertex_colors(mesh, green, MeshConfig(), voxel_size=0.1)
     assert (colors == np.array([0, 255, 0], dtype=np.uint8)).all()
+
+
+def foggy_cup(hole_radius: float):
+    """The shell of test_cavity_inside_a_solid_is_filled with a vertical hole through its top and
+    a faint fog (density 1, far below the level) in its pocket, as trained fields leave there."""
+    outer, inner = sphere_density(radius=RADIUS), sphere_density(radius=0.25)
+
+    def density(points):
+        hole = (points[:, :2].norm(dim=-1) < hole_radius) & (points[:, 2] > 0)
+        shell = outer(points) * (1.0 - inner(points) / SIGMA_IN)
+        return torch.where(hole, 0.0, torch.maximum(shell, torch.where(inner(points) > 0, 1.0, 0.0)))
+
+    return density
+
+
+SEAL = 3.0 / (RES - 1)  # a ball of 3 voxels: it cannot pass the 0.1-radius hole (2.35 voxels)
+
+
+def has_inner_wall(mesh, tolerance=VOXEL):
+    """Whether the cup's pocket (radius 0.25) is still meshed below its hole."""
+    lower = mesh.vertices[mesh.vertices[:, 2] < -0.1]
+    return np.linalg.norm(lower, axis=1).min() < 0.25 + tolerance
+
+
+def never_seen(points, margin):
+    return torch.zeros(len(points), dtype=torch.bool)
+
+
+def always_seen(points, margin):
+    return torch.ones(len(points), dtype=torch.bool)
+
+
+def test_sealed_unseen_pocket_is_filled():
+    """The pocket behind a narrow hole (a porous shell) is filled when no camera saw it empty:
+    the lower half of its wall disappears. Seen empty, or reachable by the ball, it stays."""
+    cfg = MeshConfig(resolution=RES, seal_radius=SEAL)
+    mesh, stats = extract_mesh(foggy_cup(0.1), AABB, cfg, seen_empty_fn=never_seen)
+    lower = mesh.vertices[mesh.vertices[:, 2] < -0.1]
+    assert stats.cavity_voxels == 0 and stats.unseen_voxels > 0
+    assert np.linalg.norm(lower, axis=1).min() > RADIUS - VOXEL  # only the outer wall down there
+
+    seen, stats = extract_mesh(foggy_cup(0.1), AABB, cfg, seen_empty_fn=always_seen)
+    assert stats.unseen_voxels == 0 and has_inner_wall(seen)
+    wide, stats = extract_mesh(foggy_cup(0.2), AABB, cfg, seen_empty_fn=never_seen)  # the ball gets in
+    assert stats.unseen_voxels == 0 and has_inner_wall(wide)
+    off, stats = extract_mesh(foggy_cup(0.1), AABB, MeshConfig(resolution=RES, fill_unseen=False),
+                              seen_empty_fn=never_seen)
+    assert stats.unseen_voxels == 0 and has_inner_wall(off)
+
+
+def test_zero_density_is_never_filled():
+    """Without the fog the pocket holds density 0 (free by definition) and stays open; only the
+    wall's own falloff layer (0 < density <= level) may be filled, moving it by under a voxel."""
+    outer, inner = sphere_density(radius=RADIUS), sphere_density(radius=0.25)
+
+    def cup(points):  # exactly 0 in the pocket (the product above leaves rounding residue)
+        hole = (points[:, :2].norm(dim=-1) < 0.1) & (points[:, 2] > 0)
+        pocket = points.norm(dim=-1) < 0.25
+        return torch.where(hole | pocket, 0.0, outer(points) * (1.0 - inner(points) / SIGMA_IN))
+
+    mesh, _ = extract_mesh(cup, AABB, MeshConfig(resolution=RES, seal_radius=SEAL), seen_empty_fn=never_seen)
+    assert has_inner_wall(mesh, tolerance=2 * VOXEL)

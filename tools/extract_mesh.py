@@ -20,12 +20,12 @@ def main(argv=None) -> None:
 
         cfg, _ = parse_config(argv, "Extract a coloured mesh from a run.", root=MeshJobConfig)
         run = load_trained_run(cfg.run, cfg.device)
-        path, stats, seconds = export_mesh(run, cfg)
+        path, stats, seconds = export_mesh(run, cfg, progress=True)
     except NerfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(f"wrote {path}: {stats.n_vertices} vertices, {stats.n_faces} faces, "
-          f"{stats.cavity_voxels} cavity voxels filled, "
+          f"{stats.cavity_voxels} enclosed and {stats.unseen_voxels} unseen voxels filled, "
           f"{stats.components_removed} components removed, watertight={stats.watertight}, "
           f"iso level {stats.iso_level:.3g}, {seconds:.1f} s")
 

@@ -428,6 +428,7 @@ def evaluate_run_mesh(cfg: MeshEvalConfig) -> dict:
         _, stats, seconds = export_mesh(run, job)
         result.update(resolution=cfg.extract.resolution, extract_seconds=round(seconds, 2),
                       iso_level=stats.iso_level, cavity_voxels=stats.cavity_voxels,
+                      unseen_voxels=stats.unseen_voxels,
                       components_removed=stats.components_removed)
     mesh = load_mesh(mesh_path)
     result.update(vertices=len(mesh.vertices), faces=len(mesh.faces),

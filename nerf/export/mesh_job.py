@@ -24,6 +24,7 @@ import torch
 from nerf.errors import ExportError
 from nerf.export.mesh import MeshConfig, MeshStats, extract_mesh, mesh_box, require_lattice_fits
 from nerf.export.mesh_io import save_mesh
+from nerf.export.visibility import render_free_distances, seen_empty
 from nerf.train.loading import TrainedRun
 
 
@@ -37,7 +38,7 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
 
     Renders `rays` random training rays, keeps those that end on matter (opacity >
     SURFACE_OPACITY), and returns the median density of the field at their expected-depth
-    points (depth / opacity along each ray). A mesh at this level passes through the surface
+    points (the renderer's depth is already normalised by opacity). A mesh at this level passes through the surface
     the training views see; the fixed rule ln 2 / voxel instead depends on the lattice: on the
     demo temple its level rose from 88 to 154 when the crop shrank the voxels, and the columns
     came out 2-3 cm (20-30%) thinner than the ground truth while the renders' surface sat at a
@@ -66,7 +67,7 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
         o, d = origins[start : start + chunk], directions[start : start + chunk]
         out = renderer.render_rays(o, d)
         hit = out.opacity > SURFACE_OPACITY
-        points.append(o[hit] + (out.depth[hit] / out.opacity[hit])[:, None] * d[hit])
+        points.append(o[hit] + out.depth[hit, None] * d[hit])  # depth is per unit opacity
     points = torch.cat(points)
     if len(points) == 0:
         raise ExportError(f"{run.run_dir}: none of {rays} training rays ends on matter (opacity > "
@@ -105,7 +106,22 @@ def crop_to_occupied(
     return dataclasses.replace(cfg, crop_min=tuple(lo.tolist()), crop_max=tuple(hi.tolist()))
 
 
-def export_mesh(run: TrainedRun, cfg: MeshJobConfig) -> tuple[Path, MeshStats, float]:
+def training_cameras(run: TrainedRun):
+    """The cameras the field was trained on (every camera when the scene has no train split)."""
+    ids = run.scene.splits.get("train")
+    return run.scene.cameras if ids is None or len(ids) == 0 else run.scene.cameras[torch.as_tensor(ids)]
+
+
+def seen_empty_function(run: TrainedRun, progress: bool = False):
+    """points [P, 3], margin -> bool [P]: whether a training camera saw the point empty, from
+    depth maps the run renders of its training views (nerf.export.visibility)."""
+    dev = run.renderer.aabb.device
+    cams, free = render_free_distances(run.renderer, training_cameras(run).to(dev),
+                                       chunk=run.cfg.train.render_chunk, progress=progress)
+    return lambda points, margin: seen_empty(points, cams, free, margin)
+
+
+def export_mesh(run: TrainedRun, cfg: MeshJobConfig, progress: bool = False) -> tuple[Path, MeshStats, float]:
     """Extract, clean, colour and save the run's mesh; returns (path, stats, seconds)."""
     start = time.perf_counter()
     scene, renderer = run.scene, run.renderer
@@ -119,6 +135,7 @@ def export_mesh(run: TrainedRun, cfg: MeshJobConfig) -> tuple[Path, MeshStats, f
         mesh_cfg = crop_to_occupied(mesh_cfg, scene.aabb, grid.occupied_box)
     if mesh_cfg.iso_level == "auto":
         mesh_cfg = dataclasses.replace(mesh_cfg, iso_level=rendered_surface_level(run))
+    seen_fn = seen_empty_function(run, progress) if mesh_cfg.fill_unseen else None
     field_ = density_field(run)
     dev = renderer.aabb.device
 
@@ -129,7 +146,7 @@ def export_mesh(run: TrainedRun, cfg: MeshJobConfig) -> tuple[Path, MeshStats, f
     mesh, stats = extract_mesh(
         field_.query_density, scene.aabb, mesh_cfg, color_fn=color_fn,
         occupied_fn=grid.is_occupied if grid is not None else None,
-        transform=scene.transform, device=dev,
+        transform=scene.transform, device=dev, seen_empty_fn=seen_fn,
     )
     out = Path(cfg.out) if cfg.out else run.run_dir / "mesh.ply"
     save_mesh(mesh, out)

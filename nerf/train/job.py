@@ -55,14 +55,14 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
         from nerf.export.render_job import render_path
 
         rcfg = RenderConfig(run=str(run_dir), frames=cfg.output.video_frames, fps=cfg.output.video_fps,
-                            outputs="rgb,depth")
+                            elevation=cfg.output.video_elevation, outputs="rgb,depth")
         outputs.update(render_path(run, rcfg, run_dir / "renders", progress=not quiet))
     if cfg.output.mesh_resolution > 0:
         from nerf.export.mesh import MeshConfig
         from nerf.export.mesh_job import MeshJobConfig, export_mesh
 
         mcfg = MeshJobConfig(run=str(run_dir), mesh=MeshConfig(resolution=cfg.output.mesh_resolution))
-        path, stats, seconds = export_mesh(run, mcfg)
+        path, stats, seconds = export_mesh(run, mcfg, progress=not quiet)
         outputs["mesh"] = path
         metrics["mesh_faces"] = stats.n_faces
         metrics["mesh_seconds"] = round(seconds, 1)
