@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nerf.cameras import Cameras
-from nerf.export.visibility import DEPTH_POOL, OPAQUE, free_distances, seen_empty
+from nerf.export.visibility import OPAQUE, free_distances, seen_empty
 
 W = H = 16
 FOCAL = 16.0
@@ -53,18 +53,14 @@ def test_background_pixels_see_empty_space_along_the_whole_ray():
     assert not bool(seen_empty(far_right, camera(), free, margin=0.1))
 
 
-def test_free_distances_are_the_pooled_minimum_of_surface_pixels():
+def test_free_distances_are_surface_distances_or_far():
     depth = torch.full((1, 7, 7), 3.0)
-    depth[0, 3, 3] = 1.0  # one near pixel
     opacity = torch.ones(1, 7, 7)
     opacity[0, 0, 0] = OPAQUE  # not above OPAQUE: background
     free = free_distances(depth, opacity)
-    near = torch.zeros(7, 7, dtype=torch.bool)
-    r = DEPTH_POOL // 2
-    near[3 - r : 4 + r, 3 - r : 4 + r] = True
-    assert torch.equal(free[0] == 1.0, near)  # the near pixel's neighbourhood takes its distance
-    assert float(free[0, 0, 0]) == 3.0  # background pools with its surface neighbours
-    assert math.isinf(float(free_distances(depth, torch.zeros(1, 7, 7)).min()))
+    assert math.isinf(float(free[0, 0, 0]))
+    free[0, 0, 0] = 3.0
+    assert torch.equal(free, depth)
     with pytest.raises(ValueError, match="must both be"):
         free_distances(depth, opacity[0])
 

@@ -38,11 +38,11 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
 
     Renders `rays` random training rays, keeps those that end on matter (opacity >
     SURFACE_OPACITY), and returns the median density of the field at their expected-depth
-    points (the renderer's depth is already normalised by opacity). A mesh at this level passes through the surface
-    the training views see; the fixed rule ln 2 / voxel instead depends on the lattice: on the
-    demo temple its level rose from 88 to 154 when the crop shrank the voxels, and the columns
-    came out 2-3 cm (20-30%) thinner than the ground truth while the renders' surface sat at a
-    median density of 95.
+    points (the renderer's depth is already normalised by opacity). A mesh at this level passes
+    through the surface the training views see; the fixed rule ln 2 / voxel instead depends on
+    the lattice: on the demo temple its level rose from 88 to 154 when the crop shrank the
+    voxels, and the columns came out 2-3 cm (20-30%) thinner than the ground truth while the
+    renders' surface sat at a median density of 95.
 
     Args:
         run: the trained run (its renderer and training cameras).
@@ -112,11 +112,15 @@ def training_cameras(run: TrainedRun):
     return run.scene.cameras if ids is None or len(ids) == 0 else run.scene.cameras[torch.as_tensor(ids)]
 
 
-def seen_empty_function(run: TrainedRun, progress: bool = False):
+def seen_empty_function(run: TrainedRun, views: int = 0, progress: bool = False):
     """points [P, 3], margin -> bool [P]: whether a training camera saw the point empty, from
-    depth maps the run renders of its training views (nerf.export.visibility)."""
+    depth maps the run renders of `views` evenly spaced training views (0 = all; see
+    nerf.export.visibility)."""
     dev = run.renderer.aabb.device
-    cams, free = render_free_distances(run.renderer, training_cameras(run).to(dev),
+    cams = training_cameras(run)
+    if 0 < views < len(cams):
+        cams = cams[torch.linspace(0, len(cams) - 1, views).round().long()]
+    cams, free = render_free_distances(run.renderer, cams.to(dev),
                                        chunk=run.cfg.train.render_chunk, progress=progress)
     return lambda points, margin: seen_empty(points, cams, free, margin)
 
@@ -135,7 +139,7 @@ def export_mesh(run: TrainedRun, cfg: MeshJobConfig, progress: bool = False) -> 
         mesh_cfg = crop_to_occupied(mesh_cfg, scene.aabb, grid.occupied_box)
     if mesh_cfg.iso_level == "auto":
         mesh_cfg = dataclasses.replace(mesh_cfg, iso_level=rendered_surface_level(run))
-    seen_fn = seen_empty_function(run, progress) if mesh_cfg.fill_unseen else None
+    seen_fn = seen_empty_function(run, mesh_cfg.seen_views, progress) if mesh_cfg.fill_unseen else None
     field_ = density_field(run)
     dev = renderer.aabb.device
 

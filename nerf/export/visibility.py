@@ -4,42 +4,41 @@ A lattice point is *seen empty* when some training camera looks at it and the su
 camera renders at that pixel lies farther along the ray, by more than a margin. A radiance
 field is free to put any density behind its visible surfaces (the photos never constrain it),
 so below-level pockets inside solids are not evidence of empty space; the mesh exporter fills
-every low-density lattice point that no camera saw empty (see `nerf.export.mesh`).
+low-density pockets that no camera saw empty (see `nerf.export.mesh`).
 
-Conservative by construction, since a wrong "seen empty" only leaves a pocket unfilled while a
-wrong "not seen" grows a bump: only pixels whose opacity exceeds OPAQUE count as surface, and
-each pixel's free distance is the minimum over its DEPTH_POOL x DEPTH_POOL neighbourhood, so a
-point near a silhouette or a depth edge is carved only when the whole neighbourhood says so.
-Pixels that render background (opacity <= OPAQUE) see empty space all along their ray.
+Only pixels whose opacity exceeds OPAQUE count as surface; background pixels see empty space
+all along their ray. Errors are not symmetric: a wrong "seen empty" leaves a pocket unfilled (an
+inner wall, as without the fill), a wrong "not seen" fills free space in front of a visible
+surface (a bump). So each point is judged by its own pixel, with no conservative pooling: tried
+and dropped, min-pooling the free distances over 3 x 3 pixels (a pixel is ~3 lattice voxels on
+lego 200 x 200) moved lego's visible surface outwards in its narrow concavities (median
+depth error against the field's renders 0.021 vs 0.007 without the fill), while the demo
+temple gained only in the Chamfer (0.35% vs 0.49% of the diagonal).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
 from nerf.cameras import Cameras
 
-DEPTH_POOL = 3  # pixels: free distances are min-pooled over this square neighbourhood
 OPAQUE = 0.5  # a pixel renders a surface when its opacity exceeds this
 FAR = float("inf")  # the free distance of a background pixel
 MAX_SIDE = 400  # depth maps are rendered at most this many pixels wide or high
 
 
 def free_distances(
-    depth: Tensor,  # [V, H, W] expected ray distance given a hit (depth / opacity)
+    depth: Tensor,  # [V, H, W] expected ray distance given a hit (the renderer's depth)
     opacity: Tensor,  # [V, H, W] accumulated opacity
 ) -> Tensor:  # [V, H, W]
-    """Ray distance up to which each pixel saw empty space: its rendered surface distance (FAR
-    for background), min-pooled over DEPTH_POOL x DEPTH_POOL pixels."""
+    """Ray distance up to which each pixel saw empty space: its rendered surface distance, FAR
+    where it renders background (opacity <= OPAQUE)."""
     if depth.shape != opacity.shape or depth.dim() != 3:
         raise ValueError(f"free_distances: depth {tuple(depth.shape)} and opacity "
                          f"{tuple(opacity.shape)} must both be [V, H, W]")
-    free = torch.where(opacity > OPAQUE, depth, torch.full_like(depth, FAR))
-    pad = DEPTH_POOL // 2  # max_pool2d's implicit padding never wins: border pixels pool what exists
-    return -F.max_pool2d(-free[:, None], DEPTH_POOL, stride=1, padding=pad)[:, 0]
+    return torch.where(opacity > OPAQUE, depth, torch.full_like(depth, FAR))
 
 
 @torch.no_grad()
