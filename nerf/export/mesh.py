@@ -342,13 +342,9 @@ def sealed_pockets(empty: np.ndarray, radius: int) -> np.ndarray:  # [R, R, R] b
     core = np.pad(empty, 1, constant_values=True)  # the outside of the lattice is empty
     for step in steps:
         core = binary_erosion(core, step, border_value=1)
-    seed = np.zeros_like(core)
-    for axis in range(3):  # the border layer, where the ball comes in from outside
-        for end in (0, -1):
-            index = [slice(None)] * 3
-            index[axis] = end
-            seed[tuple(index)] = core[tuple(index)]
-    reach = binary_propagation(seed, mask=core)
+    border = np.ones_like(core)  # the border layer, where the ball comes in from outside
+    border[1:-1, 1:-1, 1:-1] = False
+    reach = binary_propagation(core & border, mask=core)
     for step in steps:
         reach = binary_dilation(reach, step)
     return empty & ~reach[1:-1, 1:-1, 1:-1]

@@ -32,6 +32,12 @@ SURFACE_RAYS = 8192  # training rays rendered to measure the surface density
 SURFACE_OPACITY = 0.99  # rays counted: those ending on matter
 
 
+def training_cameras(run: TrainedRun):
+    """The cameras the field was trained on (every camera when the scene has no train split)."""
+    ids = run.scene.splits.get("train")
+    return run.scene.cameras if ids is None or len(ids) == 0 else run.scene.cameras[torch.as_tensor(ids)]
+
+
 @torch.no_grad()
 def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int = 0) -> float:
     """The density where the renders put the surface: what iso_level "auto" means for a run.
@@ -54,13 +60,12 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
     """
     scene, renderer = run.scene, run.renderer
     dev = renderer.aabb.device
-    ids = scene.splits.get("train")
-    ids = torch.arange(len(scene.cameras)) if ids is None or len(ids) == 0 else torch.as_tensor(ids)
+    cams = training_cameras(run).to(dev)
     gen = torch.Generator().manual_seed(seed)
-    views = ids[torch.randint(len(ids), (rays,), generator=gen)]
+    views = torch.randint(len(cams), (rays,), generator=gen)
     cols = torch.randint(scene.width, (rays,), generator=gen)
     rows = torch.randint(scene.height, (rays,), generator=gen)
-    origins, directions = scene.cameras.to(dev).pixel_rays(views.to(dev), cols.to(dev), rows.to(dev))
+    origins, directions = cams.pixel_rays(views.to(dev), cols.to(dev), rows.to(dev))
     field_ = density_field(run)
     points, chunk = [], run.cfg.train.render_chunk
     for start in range(0, rays, chunk):
@@ -104,12 +109,6 @@ def crop_to_occupied(
     if not (hi > lo).all():
         return cfg
     return dataclasses.replace(cfg, crop_min=tuple(lo.tolist()), crop_max=tuple(hi.tolist()))
-
-
-def training_cameras(run: TrainedRun):
-    """The cameras the field was trained on (every camera when the scene has no train split)."""
-    ids = run.scene.splits.get("train")
-    return run.scene.cameras if ids is None or len(ids) == 0 else run.scene.cameras[torch.as_tensor(ids)]
 
 
 def seen_empty_function(run: TrainedRun, views: int = 0, progress: bool = False):

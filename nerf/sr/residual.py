@@ -37,21 +37,10 @@ class BicubicResidual(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
-    @property
-    def scale(self) -> int:
-        return int(self.body.scale)
-
-    @property
-    def num_in_ch(self) -> int:
-        return int(self.body.num_in_ch)
-
-    @property
-    def num_out_ch(self) -> int:
-        return int(self.body.num_out_ch)
-
-    @property
-    def size_multiple(self) -> int:
-        return int(self.body.size_multiple)
+    scale = property(lambda self: int(self.body.scale))
+    num_in_ch = property(lambda self: int(self.body.num_in_ch))
+    num_out_ch = property(lambda self: int(self.body.num_out_ch))
+    size_multiple = property(lambda self: int(self.body.size_multiple))
 
     @property
     def receptive_radius(self) -> int:
