@@ -219,9 +219,24 @@ def test_extract_mesh_then_evaluate_it(cli, tiny_run, tmp_path, capsys):
 def test_benchmark_sr_on_the_tiny_run(cli, tiny_run, tmp_path, capsys):
     report = tmp_path / "sr.json"
     cli["benchmark_sr"](["--run", str(tiny_run), "--device", "cpu", "--views", "1", "--sr_steps", "2",
-                         "--weights", "none", "--json", str(report)])
+                         "--weights", "none", "--error_fractions", "0,1", "--json", str(report)])
     result = json.loads(report.read_text())
     assert result["views"] == 1 and result["lr_size"] == "8x8" and result["hr_size"] == "32x32"
-    assert set(result["methods"]) == {"bicubic", "adapted"}
+    assert set(result["methods"]) == set(result["clean_methods"]) == {"bicubic", "adapted"}
+    clean = result["clean_methods"]
+    assert result["clean_adapted_gain_db"] == pytest.approx(clean["adapted"]["psnr"] - clean["bicubic"]["psnr"])
+    assert 0 < result["render_psnr"] < 100
+    exact, full = result["error_sweep"]  # f = 0 scores the box-filtered photos, f = 1 the renders
+    assert exact["input_psnr"] is None and full["input_psnr"] == pytest.approx(result["render_psnr"])
+    for row, methods in ((exact, clean), (full, result["methods"])):
+        assert row["bicubic"] == pytest.approx(methods["bicubic"]["psnr"], abs=1e-4)
+        assert row["adapted"] == pytest.approx(methods["adapted"]["psnr"], abs=1e-4)
     assert (tiny_run / "sr" / "adapted_x4.pth").is_file()
-    assert "adapted - bicubic" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "adapted - bicubic" in out and "f = 1.00" in out
+
+
+def test_benchmark_sr_refuses_bad_error_fractions(cli, tiny_run, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli["benchmark_sr"](["--run", str(tiny_run), "--device", "cpu", "--error_fractions", "0.5,2"])
+    assert exc.value.code == 2 and "outside [0, 1]" in capsys.readouterr().err

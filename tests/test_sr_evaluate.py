@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerf.sr.evaluate import bicubic_upscale, compare_upscalers, net_upscaler, resolve_weights
+from nerf.sr.evaluate import bicubic_upscale, box_downscale, compare_upscalers, net_upscaler, resolve_weights
 
 SCALE = 4
 NOISE = 0.01  # amplitude of the +-NOISE checker added to the targets
@@ -66,6 +66,15 @@ def test_bicubic_is_exact_on_constants_and_clamped_on_edges():
     assert raw.max() > 1.0 and raw.min() < 0.0
     out = bicubic_upscale(edge, SCALE)
     assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_box_downscale_undoes_block_upsampling_and_averages_each_block():
+    lrs, hrs = synthetic_pairs(n=1)  # hrs = lrs repeated in SCALE x SCALE blocks, plus a +-checker
+    torch.testing.assert_close(box_downscale(hrs[0], SCALE), lrs[0], atol=EXACT_TOL, rtol=0)
+    ramp = torch.arange(8.0).repeat(2, 1)[..., None].expand(2, 8, 3)  # columns 0..7
+    out = box_downscale(ramp / 8, 2)
+    assert out.shape == (1, 4, 3)
+    torch.testing.assert_close(out[0, :, 0], torch.tensor([0.5, 2.5, 4.5, 6.5]) / 8)
 
 
 def test_mismatched_sizes_are_refused():

@@ -2,10 +2,12 @@
 
     python tools/benchmark_sr.py --run runs/lego_200                     # 8 views, 200 -> 800
     python tools/benchmark_sr.py --run runs/lego_200 --views 16 --sr_steps 4000 --json sr.json
+    python tools/benchmark_sr.py --run runs/lego_200 --error_fractions 0,0.5,1   # gain vs NeRF error
 
 Methods: bicubic, the run's scene-adapted RRDBNet (trained and saved into <run>/sr/ first when
 missing) and pretrained weights (--weights; by default ../shared/weights/realesr-animevideov3.pth
-when present).
+when present). Each is scored on the renders and on the photos box-filtered to the render
+size (the upscaler alone, without the NeRF's error).
 """
 
 import sys
