@@ -12,10 +12,10 @@ Vocabulary
                      camera sees: inside its image, and no ground-truth surface nearer to the
                      camera than (distance - SEEN_TOLERANCE) along the ray. Both nearest-sample
                      searches still run against all samples of the other surface. This is the
-                     DTU / Tanks-and-Temples practice of scoring observed geometry only: the demo's
-                     cameras stay 10-80 degrees above the ground, so the bottom of the base (18%
-                     of the ground-truth area) and the insides of the solids are never in view and
-                     any mesh there is a guess. The tolerance keeps mesh points lying just inside a
+                     DTU / Tanks-and-Temples practice of scoring observed geometry only: the
+                     insides of the solids are never in view, nor, with a capture from above only
+                     (the demo's elevation band of sessions 1-2, 10-80 degrees), the bottom of the
+                     base (18% of the ground-truth area), and any mesh there is a guess. The tolerance keeps mesh points lying just inside a
                      solid; a mesh surface too far inside is still caught by the other direction.
     nearest surface  the exact closest point on the ground-truth triangles (not a sample).
     colour errors    mean over vertices and channels of |vertex colour - reference| on the [0, 1]

@@ -253,13 +253,17 @@ def benchmark_sr(cfg: SRBenchConfig, progress: bool = True) -> dict:
     methods = compare_upscalers(renders, targets, upscalers, progress)
     clean = [box_downscale(target, cfg.scale) for target in targets]
     clean_methods = compare_upscalers(clean, targets, upscalers, progress)
+    render_psnr = float(np.mean([psnr(r, c) for r, c in zip(renders, clean)]))
     sweep = []
     for f in fractions:
-        inputs = [c + f * (r - c) for r, c in zip(renders, clean)]
-        scores = compare_upscalers(inputs, targets, {k: upscalers[k] for k in ("bicubic", "adapted")})
-        exact = f == 0.0  # PSNR of identical images is infinite; JSON has no number for it
-        sweep.append({"fraction": f, "input_psnr": None if exact else
-                      float(np.mean([psnr(x, c) for x, c in zip(inputs, clean)])),
+        if f in (0.0, 1.0):  # the photos and the renders themselves, scored above; at f = 0
+            # the input equals the photos, whose PSNR is infinite and has no JSON number
+            scores, input_psnr = (clean_methods, None) if f == 0.0 else (methods, render_psnr)
+        else:
+            inputs = [c + f * (r - c) for r, c in zip(renders, clean)]
+            scores = compare_upscalers(inputs, targets, {k: upscalers[k] for k in ("bicubic", "adapted")})
+            input_psnr = float(np.mean([psnr(x, c) for x, c in zip(inputs, clean)]))
+        sweep.append({"fraction": f, "input_psnr": input_psnr,
                       "bicubic": scores["bicubic"]["psnr"], "adapted": scores["adapted"]["psnr"],
                       "gain_db": scores["adapted"]["psnr"] - scores["bicubic"]["psnr"]})
     return {
@@ -268,7 +272,7 @@ def benchmark_sr(cfg: SRBenchConfig, progress: bool = True) -> dict:
         "hr_size": f"{targets[0].shape[1]}x{targets[0].shape[0]}",
         "methods": methods,
         "adapted_gain_db": methods["adapted"]["psnr"] - methods["bicubic"]["psnr"],
-        "render_psnr": float(np.mean([psnr(r, c) for r, c in zip(renders, clean)])),
+        "render_psnr": render_psnr,
         "clean_methods": clean_methods,
         "clean_adapted_gain_db": clean_methods["adapted"]["psnr"] - clean_methods["bicubic"]["psnr"],
         "error_sweep": sweep,
@@ -293,8 +297,7 @@ def format_report(result: dict) -> str:
     if result.get("error_sweep"):
         lines.append(" photos + a fraction f of the NeRF's error:")
         for row in result["error_sweep"]:
-            exact = row["input_psnr"] is None
-            input_psnr = "   exact" if exact else f"{row['input_psnr']:6.2f} dB"
+            input_psnr = "   exact" if row["input_psnr"] is None else f"{row['input_psnr']:6.2f} dB"
             lines.append(f"  f = {row['fraction']:.2f}  input PSNR {input_psnr}  bicubic "
                          f"{row['bicubic']:6.2f} dB  adapted {row['adapted']:6.2f} dB  "
                          f"gain {row['gain_db']:+.2f} dB")
