@@ -2,11 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from nerf.cameras import Cameras
-from nerf.sampling.occupancy import OccupancyGrid, _step_counts, _step_positions
+from nerf.sampling.march import march
+from nerf.sampling.occupancy import OccupancyGrid, pack_bitfield
+from nerf.sampling.steps import step_counts, step_positions
 
 RADIUS = 0.5
 STEP = 2 * math.sqrt(3) / 256
@@ -40,7 +43,7 @@ def test_grid_marks_sphere_cells(grid):
 def test_march_emits_samples_only_in_occupied_cells(grid):
     origins = torch.tensor([[-3.0, 0.0, 0.0], [-3.0, 0.9, 0.0], [0.0, 0.0, 0.0]])
     dirs = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0.0, 0, 1]])
-    s = grid.march(origins, dirs, STEP)
+    s = march(grid, origins, dirs, STEP)
     assert (s.ray_indices == 1).sum() == 0  # misses the sphere
     pos = s.positions(origins, dirs)
     assert bool((pos.norm(dim=-1) < RADIUS + math.sqrt(3) * 2 / 32).all())
@@ -59,8 +62,8 @@ def test_early_stop_drops_samples_behind_opaque_surface(grid):
         mid = 0.5 * (t0 + t1)
         return (origins[ray_ids] + dirs[ray_ids] * mid[:, None]).norm(dim=-1).lt(RADIUS).float() * 1e4
 
-    full = grid.march(origins, dirs, STEP)
-    pruned = grid.march(origins, dirs, STEP, sigma_fn=sigma_fn, early_stop_eps=1e-4)
+    full = march(grid, origins, dirs, STEP)
+    pruned = march(grid, origins, dirs, STEP, sigma_fn=sigma_fn, early_stop_eps=1e-4)
     assert 0 < len(pruned) < len(full) // 4
     # the kept samples are the first ones along the ray
     assert torch.equal(pruned.t_starts, full.t_starts[: len(pruned)])
@@ -87,8 +90,8 @@ def test_invisible_cells_never_occupied():
 def test_step_layout_covers_the_interval(cone):
     t0 = torch.tensor([0.5, 2.0, 0.0])
     t1 = torch.tensor([3.0, 7.0, 0.0])
-    counts = _step_counts(t0, t1, 0.05, cone)
-    starts, dts = _step_positions(t0, int(counts.max()), 0.05, cone)
+    counts = step_counts(t0, t1, 0.05, cone)
+    starts, dts = step_positions(t0, int(counts.max()), 0.05, cone)
     for i in range(3):
         k = int(counts[i])
         if k == 0:
@@ -97,3 +100,12 @@ def test_step_layout_covers_the_interval(cone):
         assert torch.allclose(s[1:], (s + d)[:-1], atol=1e-5)  # contiguous
         assert float(s[-1]) < float(t1[i]) <= float(s[-1] + d[-1]) + 1e-5  # reaches t1
         assert bool((d >= 0.05 - 1e-6).all())
+
+
+def test_bitfield_matches_numpy_packbits():
+    for resolution in (16, 15):  # 15^3 is not a multiple of 8: the last byte is padded
+        grid = OccupancyGrid(torch.tensor([[-2.0, -2, -2], [2, 2, 2]]), resolution=resolution, cascades=2)
+        grid.binaries = torch.rand(grid.cascades, resolution**3, generator=torch.Generator().manual_seed(0)) < 0.3
+        expected = np.packbits(grid.binaries.numpy(), axis=-1, bitorder="little")
+        np.testing.assert_array_equal(grid.bitfield().numpy(), expected)
+        np.testing.assert_array_equal(pack_bitfield(grid.binaries).numpy(), expected)

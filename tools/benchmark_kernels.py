@@ -32,10 +32,12 @@ import torch
 if __package__ in (None, ""):  # run as a file: import the repository's package uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nerf import backends  # noqa: E402
 from nerf.errors import NerfError  # noqa: E402
 from nerf.encodings.hashgrid import HashGrid, available_hashgrid_backends  # noqa: E402
 from nerf.fields.ngp import ngp_step_size  # noqa: E402
 from nerf.render.composite import available_backends, composite  # noqa: E402
+from nerf.sampling.march import march  # noqa: E402
 from nerf.sampling.occupancy import OccupancyGrid  # noqa: E402
 
 LEGO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "lego.txt"
@@ -130,14 +132,14 @@ def march_cases(device, small):
     directions = directions / directions.norm(dim=-1, keepdim=True)
     step = ngp_step_size(march_steps)
     for cone_angle in (0.0, 1.0 / 256):
-        samples = len(grid.march(origins, directions, step, cone_angle))
+        samples = len(march(grid, origins, directions, step, cone_angle))
         nbytes = n * 24 + samples * 16 + grid.cascades * resolution**3 // 8
         for backend in ("torch", "triton"):
-            def march(backend=backend, cone_angle=cone_angle):
-                grid.march(origins, directions, step, cone_angle, backend=backend)
+            def march_rays(backend=backend, cone_angle=cone_angle):
+                march(grid, origins, directions, step, cone_angle, backend=backend)
 
-            usable = backend == "torch" or "triton" in available_backends()
-            yield f"march R={resolution} c={cone_angle:g} S={samples}", backend, "fwd", march, nbytes, usable
+            usable = backends.usable(backend, device)
+            yield f"march R={resolution} c={cone_angle:g} S={samples}", backend, "fwd", march_rays, nbytes, usable
 
 
 def run_kernels(args, device) -> None:
@@ -164,7 +166,7 @@ def run_kernels(args, device) -> None:
 
 def train_lego(args) -> None:
     from nerf.config import parse_config
-    from nerf.train.job import prepare_scene
+    from nerf.jobs.run import prepare_scene
     from nerf.train.trainer import Trainer
 
     argv = ["--config", str(LEGO_CONFIG), "--data", args.train_lego, "--max_seconds", str(args.seconds),

@@ -27,16 +27,16 @@ complex number, the fastest exact variant measured by tools/benchmark_hashgrid.p
 """
 
 import importlib
-import importlib.util
-import os
 
 import torch
 from torch import Tensor, nn
 
+from nerf import backends
 from nerf.encodings.hashgrid_levels import HASH_PRIMES, HashGridLevels, make_levels, per_level_scale
 from nerf.errors import ConfigError
 
 BACKENDS = ("torch", "triton", "tcnn", "auto")
+KERNEL_BACKENDS = ("torch", "triton", "tcnn")  # what "auto" resolves to
 
 # Points per chunk of the torch backend: its [chunk, 8] int64 buffers (1 MiB) stay in L2.
 CHUNK_POINTS = 16384
@@ -45,35 +45,14 @@ CHUNK_POINTS = 16384
 INIT_RANGE = 1e-4
 
 
-def _triton_usable() -> bool:
-    if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
-        return False
-    return importlib.util.find_spec("triton") is not None
-
-
-def _tcnn_usable() -> bool:
-    if not torch.cuda.is_available() or importlib.util.find_spec("tinycudann") is None:
-        return False
-    try:
-        importlib.import_module("tinycudann")
-    except (ImportError, OSError):
-        return False
-    return True
-
-
 def available_hashgrid_backends() -> list[str]:
-    """Hash-grid backends that can run in this process.
+    """Hash-grid backends that can run in this process (`nerf.backends.available`).
 
     Returns:
         ["torch"], plus "triton" when triton imports and CUDA is available or TRITON_INTERPRET=1
         is set, plus "tcnn" when tinycudann imports and CUDA is available.
     """
-    names = ["torch"]
-    if _triton_usable():
-        names.append("triton")
-    if _tcnn_usable():
-        names.append("tcnn")
-    return names
+    return backends.available(KERNEL_BACKENDS)
 
 
 def _row_view(table: Tensor) -> Tensor:  # [E, F] -> [E] or [E, F]
@@ -281,11 +260,8 @@ class HashGrid(nn.Module):
         super().__init__()
         if backend not in BACKENDS:
             raise ConfigError(f"hash grid: unknown backend {backend!r}; choose one of {BACKENDS}")
-        if backend == "tcnn" and not _tcnn_usable():
-            raise ConfigError(
-                "hash grid: backend 'tcnn' needs the tinycudann package and a CUDA device; "
-                "install tiny-cuda-nn's PyTorch bindings or use backend 'triton' or 'torch'"
-            )
+        if backend == "tcnn":  # needs CUDA and tinycudann, whatever device the grid moves to
+            backends.require("tcnn", None, "hash grid", KERNEL_BACKENDS)
         if half_table and backend in ("torch", "tcnn"):
             raise ConfigError(f"hash grid: half_table applies to the Triton backend only, not {backend!r}")
         self.levels = make_levels(n_levels, n_features, log2_table_size, base_resolution, max_resolution)
@@ -307,14 +283,9 @@ class HashGrid(nn.Module):
         return self.params.view(self.levels.n_entries, self.levels.n_features)
 
     def resolve_backend(self, device: torch.device) -> str:
-        """The backend a forward on `device` uses ("auto" resolved)."""
-        if self.backend != "auto":
-            return self.backend
-        if device.type != "cuda":
-            return "torch"
-        if _tcnn_usable():
-            return "tcnn"
-        return "triton" if _triton_usable() else "torch"
+        """The backend a forward on `device` uses: "auto" resolved (tcnn, else triton, for CUDA
+        tensors; torch on a CPU), a named one checked (`nerf.backends.BackendError`, a ConfigError)."""
+        return backends.resolve(self.backend, KERNEL_BACKENDS, device, "hash grid", auto=("tcnn", "triton"))
 
     def forward(self, positions: Tensor) -> Tensor:  # [N, 3] -> [N, L*F] float32
         if positions.dim() != 2 or positions.shape[1] != 3 or not positions.is_floating_point():
@@ -330,11 +301,6 @@ class HashGrid(nn.Module):
                 )
             return self._tcnn(positions, self.params)
         if backend == "triton":
-            if not _triton_usable():
-                raise ConfigError(
-                    "hash grid: backend 'triton' needs triton and a CUDA device (or TRITON_INTERPRET=1 "
-                    "for CPU tensors)"
-                )
             triton_module = importlib.import_module("nerf.encodings.hashgrid_triton")
             return triton_module.hash_encode(positions, self.table, self.levels, half_table=self.half_table)
         return hash_encode(positions, self.table, self.levels)

@@ -13,11 +13,12 @@ imported on first use, so importing this module needs neither Triton nor a GPU.
 """
 
 import importlib
-import os
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from nerf import backends
 
 BACKENDS = ("torch", "triton")
 
@@ -31,25 +32,14 @@ class RenderOutput(NamedTuple):
     weights: Tensor  # [S]
 
 
-def _triton_usable() -> bool:
-    """True when triton imports and can run here (a CUDA device, or its CPU interpreter)."""
-    if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
-        return False
-    try:
-        importlib.import_module("triton")
-    except ImportError:
-        return False
-    return True
-
-
 def available_backends() -> list[str]:
-    """Backends that can run in this process.
+    """Backends that can run in this process (`nerf.backends.available`).
 
     Returns:
         ["torch"], plus "triton" when triton imports and either CUDA is available or
         TRITON_INTERPRET=1 is set.
     """
-    return ["torch", "triton"] if _triton_usable() else ["torch"]
+    return backends.available(BACKENDS)
 
 
 def _check_inputs(
@@ -103,17 +93,9 @@ def _check_inputs(
 
 
 def pick_backend(backend: str, device: torch.device) -> str:
-    """Resolve "auto" and refuse a backend that cannot run here."""
-    if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_usable() else "torch"
-    if backend not in BACKENDS:
-        raise ValueError(f"composite: unknown backend {backend!r}; choose 'auto' or one of {list(BACKENDS)}")
-    if backend == "triton" and not _triton_usable():
-        raise ValueError(
-            "composite: backend 'triton' is unavailable here (needs the triton package and a CUDA "
-            "device, or TRITON_INTERPRET=1 for CPU tensors)"
-        )
-    return backend
+    """Resolve "auto" (Triton for CUDA tensors when usable, else torch) and refuse a backend that
+    cannot run on `device` here (`nerf.backends.BackendError`, a ValueError)."""
+    return backends.resolve(backend, BACKENDS, device, "composite", auto=("triton",))
 
 
 def composite(

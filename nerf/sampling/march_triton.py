@@ -1,8 +1,9 @@
-"""Ray marching through the occupancy grid as Triton kernels (count, then fill).
+"""Ray marching through the occupancy grid as Triton kernels (count, then fill): the "triton"
+backend of `nerf.sampling.march`.
 
-Same step rule and occupancy test as the PyTorch reference `OccupancyGrid.march` (read the
-docstring of `nerf.sampling.occupancy` first). One program walks a block of `BLOCK_RAYS` rays,
-one lane per ray, with the reference's closed-form step positions
+Same signature as the PyTorch reference `nerf.sampling.march_reference.march`, same step rule
+(`nerf.sampling.steps`) and occupancy test (`nerf.sampling.occupancy`). One program walks a
+block of `BLOCK_RAYS` rays, one lane per ray, with the reference's closed-form step positions
 
     t_i = t0 + i * step                                  for i < n_uniform
     t_i = t_geo * (1 + cone_angle)^(i - n_uniform)       after, t_geo = t0 + n_uniform * step
@@ -10,8 +11,8 @@ one lane per ray, with the reference's closed-form step positions
 
 and keeps interval [t_i, min(t_i + dt_i, t1)] when t_i < t1 and its midpoint lies in an
 occupied cell of the finest cascade containing it (the cascade rule of `OccupancyGrid.cell_of`).
-The grid is read as a bitfield, 8 cells per byte (`pack_bitfield`), so a 128^3 cascade is
-256 KiB and stays in L2.
+The grid is read as a bitfield, 8 cells per byte (`OccupancyGrid.bitfield`), so a 128^3 cascade
+is 256 KiB and stays in L2.
 
 Two launches of one kernel: the first counts each ray's samples, an exclusive prefix sum gives
 each ray's offset into the packed output, the second repeats the walk and writes t_starts,
@@ -31,9 +32,9 @@ only where its midpoint is that close to a face.
 The cascade is found by comparison, max|x - centre| <= base_half * 2^k for the smallest k,
 rather than by the reference's ceil(log2(.)): the same number except where log2 rounds.
 
-`march_packed` adds the reference's early stop for `OccupancyGrid.march(sigma_fn=...)`: the
-kernel's candidates are evaluated `MARCH_BLOCK` samples per ray at a time and a ray retires
-once its transmittance falls below `early_stop_eps`. A sample is kept when the transmittance in
+`march` adds the reference's early stop for `sigma_fn` (`prune_by_transmittance` of
+`nerf.sampling.packed`, torch code): the kernel's candidates are evaluated `MARCH_BLOCK` samples
+per ray at a time and a ray retires once its transmittance falls below `early_stop_eps`. A sample is kept when the transmittance in
 front of it is >= eps, which does not depend on how samples are grouped into blocks, so the
 result is the reference's (up to summation order of the optical depth).
 
@@ -51,36 +52,14 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from nerf.sampling.occupancy import (
-    MARCH_BLOCK,
-    MAX_CANDIDATES_PER_CHUNK,
-    OccupancyGrid,
-    PackedSamples,
-    _step_counts,
-)
+from nerf.sampling.occupancy import OccupancyGrid
+from nerf.sampling.packed import PackedSamples, prune_by_transmittance
+from nerf.sampling.steps import step_counts
 
 # Rays per program, one lane each: 128 rays keep four warps busy. Lanes of a block loop until
 # the block's longest ray is done, so neighbouring rays (adjacent pixels) should share blocks.
 BLOCK_RAYS = 128
 NUM_WARPS = 4
-
-
-def pack_bitfield(binaries: Tensor) -> Tensor:  # [L, R^3] bool -> [L, ceil(R^3 / 8)] uint8
-    """Pack occupancy bits 8 cells per byte, little-endian within a byte.
-
-    Args:
-        binaries: [L, R^3] bool occupancy of each cascade's cells (flat cell ids as `cell_of`).
-
-    Returns:
-        [L, ceil(R^3 / 8)] uint8: bit (c % 8) of byte c // 8 is cell c (numpy's
-        `packbits(..., bitorder="little")`); an odd R pads the last byte with zeros.
-    """
-    if binaries.dim() != 2:
-        raise ValueError(f"pack_bitfield: binaries must be [L, R^3], got shape {tuple(binaries.shape)}")
-    levels, cells = binaries.shape
-    bits = torch.nn.functional.pad(binaries.to(torch.uint8), (0, (-cells) % 8)).view(levels, -1, 8)
-    weights = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8, device=binaries.device)
-    return (bits * weights).sum(dim=-1, dtype=torch.uint8)
 
 
 @triton.jit
@@ -223,25 +202,25 @@ def march_triton(
         t1: [N] where it ends; the last interval is clipped to t1.
         step: the constant step near the origin.
         cone_angle: steps grow as t * cone_angle once that exceeds `step`; 0 keeps them constant.
-        bitfield: `pack_bitfield(grid.binaries)`, when the caller already has it.
+        bitfield: `grid.bitfield()`, when the caller already has it.
 
     Returns:
         t_starts [S], t_ends [S] float32 and ray_indices [S] int64 (sorted; t ascending within a
-        ray): the intervals whose midpoint is in an occupied cell, as `OccupancyGrid.march`
+        ray): the intervals whose midpoint is in an occupied cell, as the reference backend
         without `sigma_fn` gives them for the same t0 and t1.
     """
     _check_inputs(grid, origins, directions, t0, t1, step)
     dev, n = origins.device, origins.shape[0]
     origins, directions, t0, t1 = (x.float().contiguous() for x in (origins, directions, t0, t1))
     if bitfield is None:
-        bitfield = pack_bitfield(grid.binaries)
+        bitfield = grid.bitfield()
     expected = (grid.cascades, (grid.resolution**3 + 7) // 8)
     if tuple(bitfield.shape) != expected or bitfield.dtype != torch.uint8:
         raise ValueError(f"march_triton: bitfield must be uint8 {list(expected)}, got {bitfield.dtype} "
-                         f"{list(bitfield.shape)}; build it with pack_bitfield(grid.binaries)")
+                         f"{list(bitfield.shape)}; build it with grid.bitfield()")
     bitfield = bitfield.contiguous()
     # One step beyond the reference's count, so a count rounded down still reaches t1.
-    n_steps = (_step_counts(t0, t1, step, cone_angle) + 1).where(t1 > t0, 0).to(torch.int32)
+    n_steps = (step_counts(t0, t1, step, cone_angle) + 1).where(t1 > t0, 0).to(torch.int32)
     counts = torch.zeros(n, dtype=torch.int32, device=dev)
     centre = [float(c) for c in grid.center.tolist()]
     geometric = cone_angle > 0
@@ -275,85 +254,28 @@ def march_triton(
     return t_starts, t_ends, ray_indices
 
 
-def prune_by_transmittance(
-    t_starts: Tensor,  # [S]
-    t_ends: Tensor,  # [S]
-    ray_indices: Tensor,  # [S] int64, sorted
-    n_rays: int,
-    sigma_fn: Callable,  # (t_starts, t_ends, ray_ids) -> sigmas [P] or (sigmas, payload [P, D])
-    early_stop_eps: float,
-) -> PackedSamples:
-    """Keep the packed samples whose transmittance in front of them is >= early_stop_eps.
-
-    T_i = exp(-sum_{j<i} sigma_j (t_end_j - t_start_j)) over the earlier samples of the same ray.
-    Densities come from `sigma_fn`, `MARCH_BLOCK` samples per live ray at a time, so a ray stops
-    costing evaluations at its first opaque surface.
-
-    Args:
-        t_starts, t_ends: [S] sample intervals, packed ray by ray, t ascending.
-        ray_indices: [S] int64 sorted ray of each sample.
-        n_rays: number of rays N.
-        sigma_fn: densities of a subset of the samples (called without gradient); when it
-            returns (sigmas, payload) the kept samples' payload rows are returned too.
-        early_stop_eps: transmittance threshold.
-
-    Returns:
-        PackedSamples of the kept samples, in the input order, with payload [S', D] or None.
-    """
-    dev = t_starts.device
-    counts = torch.bincount(ray_indices, minlength=n_rays)
-    first = torch.cumsum(counts, dim=0) - counts
-    active = torch.nonzero(counts > 0).squeeze(-1)
-    tau_acc = torch.zeros(n_rays, device=dev)
-    kept: list[Tensor] = []
-    payloads: list[Tensor] = []
-    k = 0
-    while len(active):
-        block = max(1, min(MARCH_BLOCK, MAX_CANDIDATES_PER_CHUNK // len(active)))
-        local = k + torch.arange(block, device=dev)[None, :]
-        valid = local < counts[active, None]  # [A, B]
-        index = (first[active, None] + local)[valid]
-        starts, ends = t_starts[index], t_ends[index]
-        out = sigma_fn(starts, ends, ray_indices[index])
-        sig, extra = out if isinstance(out, tuple) else (out, None)
-        tau = torch.zeros(valid.shape, device=dev)
-        tau[valid] = sig.float() * (ends - starts)
-        exclusive = tau_acc[active, None] + torch.cumsum(tau, dim=1) - tau
-        survive = (torch.exp(-exclusive) >= early_stop_eps)[valid]
-        kept.append(index[survive])
-        if extra is not None:
-            payloads.append(extra[survive])
-        tau_acc[active] += tau.sum(dim=1)
-        k += block
-        active = active[(counts[active] > k) & (torch.exp(-tau_acc[active]) >= early_stop_eps)]
-    if not kept:
-        empty = t_starts.new_zeros(0)
-        return PackedSamples(empty, empty, torch.zeros(0, dtype=torch.long, device=dev), n_rays)
-    index, order = torch.sort(torch.cat(kept))  # packed order is ray order, then t order
-    payload = torch.cat(payloads)[order] if len(payloads) == len(kept) else None
-    return PackedSamples(t_starts[index], t_ends[index], ray_indices[index], n_rays, payload)
-
-
-def march_packed(
+@torch.no_grad()
+def march(
     grid: OccupancyGrid,
     origins: Tensor,  # [N, 3]
     directions: Tensor,  # [N, 3] unit
-    t0: Tensor,  # [N]
-    t1: Tensor,  # [N]
+    t0: Tensor,  # [N] where marching starts
+    t1: Tensor,  # [N] where it ends (t1 <= t0: no samples)
     step: float,
     cone_angle: float,
     sigma_fn: Callable | None,  # (t_starts, t_ends, ray_ids) -> sigmas [P] or (sigmas, payload [P, D])
     early_stop_eps: float,
 ) -> PackedSamples:
-    """`OccupancyGrid.march` after its t0/t1 set-up: kernel candidates, then the early stop.
+    """The "triton" backend of `nerf.sampling.march`: kernel candidates, then the early stop.
 
     Args:
         grid, origins, directions, t0, t1, step, cone_angle: as for `march_triton`.
-        sigma_fn: None keeps every occupied candidate; otherwise see `prune_by_transmittance`.
+        sigma_fn: None keeps every occupied candidate; otherwise see
+            `nerf.sampling.packed.prune_by_transmittance`.
         early_stop_eps: transmittance threshold used with `sigma_fn`.
 
     Returns:
-        PackedSamples, as the torch backend of `OccupancyGrid.march` returns them.
+        PackedSamples, as the reference backend `nerf.sampling.march_reference.march` returns them.
     """
     t_starts, t_ends, ray_indices = march_triton(grid, origins, directions, t0, t1, step, cone_angle)
     n = origins.shape[0]

@@ -1,0 +1,311 @@
+"""Ray marching through the dispatcher `nerf.sampling.march.march`: both backends on the same inputs.
+
+The PyTorch reference (`march_reference`) and the Triton kernels (`march_triton`; on CPU in
+Triton's interpreter, which tests/conftest.py switches on) are called through the dispatcher with
+identical arguments, so the shared set-up (box entry, near/far, stratified jitter) is the same
+and only the backends differ. Inputs are small: a 16^3 grid with 2 cascades, ~64 rays.
+
+Sample sets are compared with a tolerance on t, not for equality: with cone_angle > 0 the
+kernel computes (1 + c)^e as exp2(e log2(1 + c)) where torch calls pow, so t differs by
+rounding and a midpoint lying on a cell face may fall on the other side (see the docstring of
+nerf.sampling.march_triton). A sample that only one backend emits is accepted only when the
+occupancy changes within `FACE_RTOL` of its midpoint.
+"""
+
+import copy
+import inspect
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nerf import backends
+from nerf.sampling import march_reference
+from nerf.sampling.march import march, pick_backend
+from nerf.sampling.occupancy import OccupancyGrid
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+needs_triton = pytest.mark.skipif(not backends.usable("triton", DEVICE), reason=f"triton cannot run on {DEVICE} here")
+BACKENDS = ["torch", pytest.param("triton", marks=needs_triton)]
+
+T_RTOL = 1e-5  # kernel vs reference t, relative (pow vs exp2-log2 rounding of geometric steps)
+T_ATOL = 1e-6  # absolute floor for t near 0
+FACE_RTOL = 2e-5  # a sample only one backend emits must have a cell face this close (relative t)
+LOG_T_TOL = 1e-4  # early stop: transmittances this close to eps (in log) may go either way
+RES = 16
+STEP = 2 * math.sqrt(3) / 128
+CONE_ANGLES = (0.0, 1.0 / 64)
+RADIUS = 0.7
+
+
+def random_grid(resolution=RES, seed=0) -> OccupancyGrid:
+    grid = OccupancyGrid(torch.tensor([[-2.0, -2, -2], [2, 2, 2]]), resolution=resolution, cascades=2)
+    gen = torch.Generator().manual_seed(seed)
+    grid.binaries = torch.rand(grid.cascades, resolution**3, generator=gen) < 0.3
+    grid._refresh_occupied_box()
+    return grid.to(DEVICE)
+
+
+def sphere_grid() -> OccupancyGrid:
+    grid = OccupancyGrid(torch.tensor([[-2.0, -2, -2], [2, 2, 2]]), resolution=RES, cascades=2)
+    grid.update(lambda p: (p.norm(dim=-1) < RADIUS).float() * 10.0, warmup=True,
+                generator=torch.Generator().manual_seed(0))
+    return grid.to(DEVICE)
+
+
+def make_rays(n=64, seed=0, miss=8):
+    """Rays from a sphere of radius 4 towards the centre (jittered); the last `miss` point away."""
+    gen = torch.Generator().manual_seed(seed)
+    origins = torch.randn(n, 3, generator=gen)
+    origins = 4.0 * origins / origins.norm(dim=-1, keepdim=True)
+    directions = -origins / 4.0 + 0.4 * torch.randn(n, 3, generator=gen)
+    directions[n - miss:] = origins[n - miss:]
+    return origins.to(DEVICE), (directions / directions.norm(dim=-1, keepdim=True)).to(DEVICE)
+
+
+def generator(seed):
+    return torch.Generator(DEVICE).manual_seed(seed)
+
+
+def unmatched(t_a: np.ndarray, t_b: np.ndarray) -> np.ndarray:
+    """Entries of t_a with no entry of t_b within the tolerance."""
+    if len(t_b) == 0:
+        return t_a
+    return t_a[np.abs(t_a[:, None] - t_b[None, :]).min(axis=1) > T_ATOL + T_RTOL * np.abs(t_a)]
+
+
+def near_a_face(grid, origin, direction, t_mid) -> bool:
+    ts = torch.tensor([t_mid * (1 - FACE_RTOL), t_mid * (1 + FACE_RTOL)], dtype=torch.float32)
+    occ = grid.is_occupied(origin[None, :] + direction[None, :] * ts[:, None])
+    return bool(occ[0] != occ[1])
+
+
+def assert_same_samples(grid, origins, directions, out, ref):
+    """Same samples up to rounding (module docstring); compared on the CPU."""
+    grid, origins, directions = copy.deepcopy(grid).cpu(), origins.cpu(), directions.cpu()
+    assert out.n_rays == ref.n_rays == origins.shape[0]
+    assert out.ray_indices.dtype == torch.int64
+    out_rays, ref_rays = out.ray_indices.cpu(), ref.ray_indices.cpu()
+    assert bool((out_rays[1:] >= out_rays[:-1]).all()), "ray_indices not sorted"
+    for ray in range(origins.shape[0]):
+        a, b = out_rays == ray, ref_rays == ray
+        s_out, s_ref = out.t_starts.cpu()[a].numpy(), ref.t_starts.cpu()[b].numpy()
+        e_out, e_ref = out.t_ends.cpu()[a].numpy(), ref.t_ends.cpu()[b].numpy()
+        assert bool(np.all(np.diff(s_out) > 0)), f"ray {ray}: t_starts not increasing"
+        only_out, only_ref = set(unmatched(s_out, s_ref).tolist()), set(unmatched(s_ref, s_out).tolist())
+        extra = [(s, e) for s, e in zip(s_out.tolist(), e_out.tolist()) if s in only_out]
+        missing = [(s, e) for s, e in zip(s_ref.tolist(), e_ref.tolist()) if s in only_ref]
+        for s, e in extra + missing:
+            assert near_a_face(grid, origins[ray], directions[ray], 0.5 * (s + e)), (
+                f"ray {ray}: sample [{s}, {e}] emitted by one backend only, away from any cell face"
+            )
+        if not extra and not missing:
+            np.testing.assert_allclose(s_out, s_ref, rtol=T_RTOL, atol=T_ATOL)
+            np.testing.assert_allclose(e_out, e_ref, rtol=T_RTOL, atol=T_ATOL)
+
+
+# --- the two backends through the dispatcher ---------------------------------------------------
+
+
+def test_backends_share_one_signature():
+    march_triton = pytest.importorskip("nerf.sampling.march_triton")
+    assert inspect.signature(march_triton.march) == inspect.signature(march_reference.march)
+
+
+@needs_triton
+@pytest.mark.parametrize("cone_angle", CONE_ANGLES)
+@pytest.mark.parametrize("make_grid", [random_grid, sphere_grid], ids=["random", "sphere"])
+def test_triton_matches_reference(make_grid, cone_angle):
+    grid = make_grid()
+    origins, directions = make_rays()
+    ref = march(grid, origins, directions, STEP, cone_angle, backend="torch")
+    out = march(grid, origins, directions, STEP, cone_angle, backend="triton")
+    assert len(ref) > 0
+    assert_same_samples(grid, origins, directions, out, ref)
+    assert not bool(torch.isin(torch.arange(56, 64, device=DEVICE), out.ray_indices).any()), (
+        "rays pointing away got samples"
+    )
+
+
+@needs_triton
+def test_several_blocks_odd_resolution_stratified_near_far():
+    march_triton = pytest.importorskip("nerf.sampling.march_triton")
+    grid = random_grid(resolution=15, seed=3)
+    n = march_triton.BLOCK_RAYS + 37
+    origins, directions = make_rays(n, seed=1, miss=5)
+    kwargs = dict(step=STEP, cone_angle=1.0 / 32, near=2.5, far=5.0, stratified=True)
+    ref = march(grid, origins, directions, generator=generator(5), backend="torch", **kwargs)
+    out = march(grid, origins, directions, generator=generator(5), backend="triton", **kwargs)
+    assert len(ref) > 0
+    assert float(ref.t_starts.min()) >= 2.5 and float(ref.t_ends.max()) <= 5.0
+    assert_same_samples(grid, origins, directions, out, ref)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rays_that_miss_and_empty_grid(backend):
+    grid = random_grid()
+    origins = torch.tensor([[3.0, 3.0, 3.0], [0.0, 5.0, 0.0]], device=DEVICE)
+    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=DEVICE)
+    assert len(march(grid, origins, directions, STEP, backend=backend)) == 0
+    grid.binaries = torch.zeros_like(grid.binaries)
+    grid._refresh_occupied_box()
+    origins, directions = make_rays()
+    for cone_angle in CONE_ANGLES:
+        out = march(grid, origins, directions, STEP, cone_angle, backend=backend)
+        assert len(out) == 0 and out.ray_indices.dtype == torch.int64 and out.n_rays == origins.shape[0]
+
+
+def exclusive_transmittance(samples, sigma_of) -> np.ndarray:  # float64, per sample
+    tau = (sigma_of(samples.t_starts, samples.t_ends, samples.ray_indices).double()
+           * (samples.t_ends - samples.t_starts).double()).cpu().numpy()
+    ids = samples.ray_indices.cpu().numpy()
+    out = np.empty_like(tau)
+    for ray in np.unique(ids):
+        sel = ids == ray
+        out[sel] = np.exp(-(np.cumsum(tau[sel]) - tau[sel]))
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_early_stop_keeps_exactly_the_samples_in_front_of_the_surface(backend):
+    grid = sphere_grid()
+    origins, directions = make_rays()
+    eps = 1e-2
+
+    def sigma_of(t_starts, t_ends, ray_ids):
+        mid = 0.5 * (t_starts + t_ends)
+        return 10.0 * ((origins[ray_ids] + directions[ray_ids] * mid[:, None]).norm(dim=-1) < RADIUS).float()
+
+    def sigma_fn(t_starts, t_ends, ray_ids):
+        assert not torch.is_grad_enabled(), "sigma_fn must run without gradient"
+        return sigma_of(t_starts, t_ends, ray_ids), torch.stack([t_starts, ray_ids.float()], dim=-1)
+
+    candidates = march(grid, origins, directions, STEP, 1.0 / 64, backend=backend)
+    kept = march(grid, origins, directions, STEP, 1.0 / 64, sigma_fn=sigma_fn, early_stop_eps=eps, backend=backend)
+    transmittance = exclusive_transmittance(candidates, sigma_of)
+    should_keep = transmittance >= eps
+    sure = np.abs(np.log(transmittance) - math.log(eps)) > LOG_T_TOL
+    assert (~should_keep).any(), "the test scene stops no ray early"
+    key = lambda s: set(zip(s.ray_indices.tolist(), s.t_starts.tolist()))  # noqa: E731
+    kept_keys, cand = key(kept), list(zip(candidates.ray_indices.tolist(), candidates.t_starts.tolist()))
+    assert kept_keys <= set(cand)
+    for c, keep, certain in zip(cand, should_keep, sure):
+        if certain:
+            assert (c in kept_keys) == bool(keep), f"sample {c}: transmittance decides {bool(keep)}"
+    assert kept.payload is not None
+    torch.testing.assert_close(kept.payload[:, 0], kept.t_starts, rtol=0, atol=0)
+    torch.testing.assert_close(kept.payload[:, 1], kept.ray_indices.float(), rtol=0, atol=0)
+
+
+@needs_triton
+def test_early_stop_agrees_between_backends():
+    grid = sphere_grid()
+    origins, directions = make_rays()
+
+    def sigma_fn(t_starts, t_ends, ray_ids):
+        mid = 0.5 * (t_starts + t_ends)
+        return 10.0 * ((origins[ray_ids] + directions[ray_ids] * mid[:, None]).norm(dim=-1) < RADIUS).float()
+
+    kwargs = dict(step=STEP, cone_angle=0.0, sigma_fn=sigma_fn, early_stop_eps=1e-2)
+    ref = march(grid, origins, directions, backend="torch", **kwargs)
+    out = march(grid, origins, directions, backend="triton", **kwargs)
+    assert len(ref) > 0
+    assert_same_samples(grid, origins, directions, out, ref)
+
+
+# --- the dispatcher's own contract -------------------------------------------------------------
+
+
+def test_backend_choice():
+    cpu = torch.device("cpu")
+    assert pick_backend("auto", cpu) == "torch"  # on a CPU "auto" is the torch loop, interpreter or not
+    assert pick_backend("torch", cpu) == "torch"
+    with pytest.raises(ValueError, match="unknown backend"):
+        pick_backend("cuda", cpu)
+    grid = random_grid()
+    origins, directions = make_rays(4, miss=0)
+    with pytest.raises(ValueError, match="march: unknown backend 'numba'"):
+        march(grid, origins, directions, STEP, backend="numba")
+
+
+def test_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="march: backend 'triton' cannot run on cpu.*TRITON_INTERPRET=1"):
+        pick_backend("triton", torch.device("cpu"))
+
+
+def test_invalid_inputs_name_the_mistake():
+    grid = random_grid()
+    origins, directions = make_rays(4, miss=0)
+    with pytest.raises(ValueError, match="directions must have shape"):
+        march(grid, origins, directions[:3], STEP)
+    with pytest.raises(ValueError, match="origins must have shape"):
+        march(grid, origins[:, :2], directions, STEP)
+    with pytest.raises(ValueError, match="floating point"):
+        march(grid, origins.long(), directions, STEP)
+    with pytest.raises(ValueError, match="step must be positive"):
+        march(grid, origins, directions, 0.0)
+
+
+def test_same_seed_same_samples_and_no_gradient():
+    grid = sphere_grid()
+    origins, directions = make_rays()
+    origins.requires_grad_()
+    a = march(grid, origins, directions, STEP, 1.0 / 64, stratified=True, generator=generator(3))
+    b = march(grid, origins, directions, STEP, 1.0 / 64, stratified=True, generator=generator(3))
+    c = march(grid, origins, directions, STEP, 1.0 / 64, stratified=True, generator=generator(4))
+    assert torch.equal(a.t_starts, b.t_starts) and torch.equal(a.ray_indices, b.ray_indices)
+    assert len(a) != len(c) or not torch.equal(a.t_starts, c.t_starts)
+    assert not a.t_starts.requires_grad
+
+
+def test_importing_the_sampling_modules_does_not_import_triton():
+    """Every module of nerf.sampling but the Triton backend imports, and marches on a CPU, without triton."""
+    modules = sorted(
+        f"nerf.sampling.{p.stem}" for p in (ROOT / "nerf" / "sampling").glob("*.py")
+        if p.stem not in ("__init__", "march_triton")
+    )
+    assert "nerf.sampling.march" in modules and "nerf.sampling.march_reference" in modules
+    script = "\n".join([
+        "import importlib, sys",
+        "import torch",
+        f"for name in {modules!r}:",
+        "    importlib.import_module(name)",
+        "assert 'triton' not in sys.modules, 'importing nerf.sampling imported triton'",
+        "from nerf.sampling.march import march",
+        "from nerf.sampling.occupancy import OccupancyGrid",
+        "grid = OccupancyGrid(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), resolution=8)",
+        "rays = torch.tensor([[-3.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])",
+        "for backend in ('torch', 'auto'):",
+        "    assert len(march(grid, *rays, 0.1, backend=backend)) > 0",
+        "assert 'triton' not in sys.modules, 'marching on a CPU imported triton'",
+    ])
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cone_angle", CONE_ANGLES)
+def test_auto_on_cuda_uses_triton_and_matches_reference(cone_angle):
+    grid = random_grid()
+    gen = torch.Generator().manual_seed(0)
+    origins = torch.randn(1000, 3, generator=gen)
+    origins = 4.0 * origins / origins.norm(dim=-1, keepdim=True)
+    directions = -origins / 4.0 + 0.4 * torch.randn(1000, 3, generator=gen)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    origins, directions = origins.cuda(), directions.cuda()
+    assert pick_backend("auto", origins.device) == "triton"
+    ref = march(grid, origins, directions, STEP, cone_angle, backend="torch")
+    out = march(grid, origins, directions, STEP, cone_angle, backend="auto")
+    assert_same_samples(grid, origins, directions, out, ref)
