@@ -14,8 +14,6 @@ from nerf.export.camera_paths import (
     load_nerfstudio_camera_path,
     look_at,
     orbit_path,
-    quat_to_rotmat,
-    rotmat_to_quat,
     spiral_path,
 )
 
@@ -124,16 +122,6 @@ def test_spiral_focus_from_bounds_and_parallel_error():
     assert float(angle_to_target(path, [0.0, 0.0, focus]).max()) < AIM_TOL
     path = spiral_path(cams, 10, focus_distance=3.0)
     assert float(angle_to_target(path, [0.0, 0.0, 3.0]).max()) < AIM_TOL
-
-
-def test_quaternion_round_trip():
-    g = torch.Generator().manual_seed(0)
-    q = torch.nn.functional.normalize(torch.randn(200, 4, generator=g, dtype=torch.float64), dim=-1)
-    q[:4] = torch.eye(4, dtype=torch.float64)  # identity and half turns: each Shepperd branch
-    rot = quat_to_rotmat(q)
-    back = rotmat_to_quat(rot)
-    torch.testing.assert_close(quat_to_rotmat(back), rot, atol=1e-12, rtol=0)
-    torch.testing.assert_close(back, q * torch.sign(q[:, :1] + (q[:, :1] == 0)), atol=1e-12, rtol=0)
 
 
 def test_interpolate_passes_through_knots():

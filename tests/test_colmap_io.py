@@ -12,12 +12,11 @@ from nerf.datasets.colmap_io import (
     ColmapImage,
     ColmapModel,
     ColmapPoint3D,
-    qvec_to_rotmat,
     read_model,
-    rotmat_to_qvec,
     write_model,
 )
 from nerf.errors import SceneError
+from nerf.rotations import quat_to_rotmat, rotmat_to_quat
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 SAMPLE = DATA / "colmap_sample" / "sparse" / "0"
@@ -83,7 +82,7 @@ def _tiny_model() -> ColmapModel:
     fisheye = ColmapCamera(4, "OPENCV_FISHEYE", 320, 240, np.array([200.0, 200.0, 160.0, 120.0, 0.01, 0.02, 0.03, 0.04]))
     image = ColmapImage(
         image_id=7,
-        qvec=rotmat_to_qvec(qvec_to_rotmat(np.array([0.9, 0.1, -0.3, 0.2]))),
+        qvec=rotmat_to_quat(quat_to_rotmat(np.array([0.9, 0.1, -0.3, 0.2]))),
         tvec=np.array([0.5, -1.25, 3.0]),
         camera_id=3,
         name="dir with space/img 01.png",
@@ -165,24 +164,3 @@ def test_camera_model_table():
         assert CAMERA_MODEL_BY_NAME[name].num_params == count
 
 
-def test_qvec_to_rotmat_analytic():
-    angle = 0.7
-    q = np.array([np.cos(angle / 2), 0.0, 0.0, np.sin(angle / 2)])  # rotation about +z
-    c, s = np.cos(angle), np.sin(angle)
-    np.testing.assert_allclose(qvec_to_rotmat(q), [[c, -s, 0], [s, c, 0], [0, 0, 1]], atol=ROT_TOL)
-
-
-def test_quaternion_round_trip():
-    rng = np.random.default_rng(0)
-    qs = rng.normal(size=(200, 4))
-    qs[:3] = [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1e-9, 0.0, 0.0, 1.0]]  # 180-degree turns
-    for q in qs:
-        q = q / np.linalg.norm(q)
-        q = -q if q[0] < 0 else q
-        rot = qvec_to_rotmat(q)
-        np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=ROT_TOL)
-        assert np.linalg.det(rot) == pytest.approx(1.0, abs=ROT_TOL)
-        back = rotmat_to_qvec(rot)
-        np.testing.assert_allclose(qvec_to_rotmat(back), rot, atol=ROT_TOL)
-        if q[0] > 1e-6:  # away from w = 0 the sign convention makes the quaternion unique
-            np.testing.assert_allclose(back, q, atol=ROT_TOL)

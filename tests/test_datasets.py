@@ -13,9 +13,8 @@ from synthetic_scenes import (
 )
 
 from nerf.datasets import detect_format, load_scene
-from nerf.datasets.normalize import (
-    FAR_PERCENTILE, OBJECT_CAMERA_DISTANCE, closest_point_to_axes, object_normalization, rotation_between,
-)
+from nerf.datasets.normalize import FAR_PERCENTILE, OBJECT_CAMERA_DISTANCE, object_normalization
+from nerf.rotations import closest_point_to_axes
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real scenes not found at {DATA}")
@@ -223,16 +222,6 @@ def test_detection_prefers_colmap_over_llff(tmp_path):
     for i in range(9):  # LLFF reads images/ sorted by name, as COLMAP's names are
         write_image(tmp_path / "images" / f"{i:03d}.png", 16, 12)
     assert load_scene(tmp_path, format="llff").format == "llff"
-
-
-@pytest.mark.parametrize("a", [[0.3, -0.5, 0.8], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [1e-9, 0.0, -1.0]])
-def test_rotation_between_takes_a_to_b(a):
-    a = np.array(a) / np.linalg.norm(a)
-    b = np.array([0.0, 0.0, 1.0])
-    rot = rotation_between(a, b)
-    np.testing.assert_allclose(rot @ a, b, atol=1e-9)
-    np.testing.assert_allclose(rot.T @ rot, np.eye(3), atol=1e-9)
-    assert np.linalg.det(rot) == pytest.approx(1.0)
 
 
 def test_parallel_optical_axes_fall_back_to_the_centroid():

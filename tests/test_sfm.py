@@ -1,4 +1,4 @@
-"""Tests of the photo/video -> posed scene pipeline (nerf/sfm.py, sfm_images.py, sfm_scene.py, sfm_eval.py).
+"""Tests of the photo/video -> posed scene pipeline (the nerf/sfm/ package).
 
 The SfM test renders its own ground truth: a textured room corner with a box in it, seen by
 12 pinhole cameras on a known arc; recovered camera centres and rotations must match after a
@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerf.datasets.colmap_io import qvec_to_rotmat, read_model
+from nerf.datasets.colmap_io import ColmapCamera, read_model
 from nerf.errors import ConfigError, SceneError
-from nerf.datasets.colmap_io import ColmapCamera
-from nerf.sfm import SfmConfig, cli, import_colmap_model, run_sfm
-from nerf.sfm_images import extract_video_frames, prepare_photos, sharpness
-from nerf.sfm_scene import transforms_intrinsics
-from nerf.sfm_eval import compare_poses, umeyama
+from nerf.sfm import SfmConfig, cli, compare_poses, import_colmap_model, run_sfm
+from nerf.sfm.images import extract_video_frames, prepare_photos, sharpness
+from nerf.sfm.scene import transforms_intrinsics
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 SAMPLE = DATA / "colmap_sample"
@@ -265,17 +263,6 @@ def test_cli_exit_status(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["--out", str(tmp_path / "out")])  # neither an input nor --colmap-model
     assert exit_info.value.code == 2
-
-
-def test_umeyama_recovers_known_similarity():
-    rng = np.random.default_rng(1)
-    points = rng.normal(size=(20, 3))
-    angle = 0.9
-    rot = qvec_to_rotmat(np.array([np.cos(angle / 2), *(np.sin(angle / 2) * np.array([1.0, 2.0, 2.0]) / 3.0)]))
-    sim = umeyama(points, 2.5 * points @ rot.T + [1.0, -2.0, 0.5])
-    assert sim.scale == pytest.approx(2.5)
-    np.testing.assert_allclose(sim.rotation, rot, atol=1e-12)
-    np.testing.assert_allclose(sim.translation, [1.0, -2.0, 0.5], atol=1e-12)
 
 
 def test_prepare_photos_downscales_and_refuses_to_overwrite(tmp_path):

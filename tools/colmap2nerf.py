@@ -1,4 +1,4 @@
-"""Photos, a video or an existing COLMAP model -> a posed scene folder (see nerf/sfm.py).
+"""Photos, a video or an existing COLMAP model -> a posed scene folder (see nerf/sfm/).
 
 Examples:
     python tools/colmap2nerf.py data/my_photos --out data/my_scene --max-image-size 1600

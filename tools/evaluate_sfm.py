@@ -1,6 +1,6 @@
 """Run the SfM pipeline on a photo set and compare its poses with a reference transforms.json.
 
-Errors are measured after a similarity alignment (nerf/sfm_eval.py): camera-centre error as a
+Errors are measured after a similarity alignment (nerf/sfm/evaluate.py): camera-centre error as a
 fraction of the reference cameras' spread, rotation error in degrees.
 
 Example:
@@ -19,8 +19,7 @@ if __package__ in (None, ""):  # run as a file: import the repository's package 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerf.errors import NerfError  # noqa: E402
-from nerf.sfm import SfmConfig, run_sfm  # noqa: E402
-from nerf.sfm_eval import evaluate_scene  # noqa: E402
+from nerf.sfm import SfmConfig, evaluate_scene, run_sfm  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from nerf.datasets.assemble import SPLIT_NAMES, holdout_splits, make_scene, scale_intrinsics, select_splits
-from nerf.datasets.colmap_io import ColmapCamera, qvec_to_rotmat, read_model
+from nerf.datasets.colmap_io import ColmapCamera, read_model
 from nerf.datasets.images import check_downscale, downscaled_folders, read_images, target_size
 from nerf.datasets.normalize import check_poses, object_normalization
 from nerf.datasets.scene import Scene
 from nerf.errors import SceneError
+from nerf.rotations import quat_to_rotmat
 
 MODEL_FOLDERS = ("sparse/0", "sparse")
 SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE")
@@ -109,7 +110,7 @@ def read_colmap(
         raise SceneError(f"{folder}: the COLMAP model has no registered images")
 
     records = sorted(model.images.values(), key=lambda im: im.name)
-    rotations = np.stack([qvec_to_rotmat(np.asarray(im.qvec, dtype=np.float64)) for im in records])
+    rotations = np.stack([quat_to_rotmat(np.asarray(im.qvec, dtype=np.float64)) for im in records])
     translations = np.stack([np.asarray(im.tvec, dtype=np.float64) for im in records])
     labels = [f"{images_file} image {im.image_id} ({im.name})" for im in records]
     c2w = check_poses(colmap_to_opencv(rotations, translations), labels)

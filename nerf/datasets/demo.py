@@ -35,6 +35,7 @@ from nerf.datasets.demo_geometry import (AMBIENT, DIFFUSE, LIGHT_DIR, SHININESS,
                                          scene_aabb, scene_primitives, trace_rays)
 from nerf.datasets.demo_mesh import ground_truth_mesh
 from nerf.errors import ConfigError, SceneError
+from nerf.rotations import look_at
 
 __all__ = ["DemoSceneConfig", "albedo_at", "demo_cameras", "ensure_demo_scene",
            "ground_truth_mesh", "look_at_opengl", "make_demo_scene", "render_demo_view",
@@ -45,6 +46,7 @@ GENERATOR = "nerf.datasets.demo"
 
 _AZIMUTH_OFFSET = {"train": 0.0, "val": 1.1, "test": 2.3}  # radians, so splits do not share views
 _RAYS_PER_CHUNK = 1 << 18  # bounds the memory of one tracing batch
+_WORLD_UP = (0.0, 0.0, 1.0)  # the demo world's up: z
 
 
 @dataclass(frozen=True)
@@ -142,14 +144,7 @@ def render_demo_view(
 
 def look_at_opengl(eye: np.ndarray, target: np.ndarray) -> np.ndarray:  # [3], [3] -> [4, 4]
     """Camera-to-world matrix (OpenGL axes) of a camera at eye looking at target, z up. [4, 4]"""
-    back = np.asarray(eye, np.float64) - np.asarray(target, np.float64)
-    back /= np.linalg.norm(back)
-    right = np.cross([0.0, 0.0, 1.0], back)
-    right /= np.linalg.norm(right)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([right, np.cross(back, right), back], 1)
-    c2w[:3, 3] = eye
-    return c2w
+    return look_at(eye, target, _WORLD_UP, opengl=True)
 
 
 def demo_cameras(cfg: DemoSceneConfig, split: str) -> np.ndarray:  # -> [C, 4, 4]

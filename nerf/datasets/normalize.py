@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nerf.errors import SceneError
+from nerf.rotations import closest_point_to_axes, up_alignment
 
 BLENDER_HALF_EXTENT = 1.5  # nerf_synthetic objects fit in [-1.5, 1.5]^3
 BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0  # the render bounds of nerf_synthetic, original units
@@ -140,47 +141,13 @@ def check_poses(
     return out
 
 
-def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # [3], [3] -> [3, 3]
-    """The smallest rotation taking direction `a` to direction `b`."""
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    v = np.cross(a, b)
-    c = float(a @ b)
-    if c < -1 + 1e-12:  # opposite: half a turn about any axis perpendicular to a
-        axis = np.cross(a, [1.0, 0.0, 0.0])
-        if np.linalg.norm(axis) < 1e-6:
-            axis = np.cross(a, [0.0, 1.0, 0.0])
-        axis /= np.linalg.norm(axis)
-        return 2 * np.outer(axis, axis) - np.eye(3)
-    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + vx + vx @ vx / (1 + c)
-
-
-def up_alignment(c2w: np.ndarray) -> np.ndarray:  # [C, 4, 4] -> [3, 3]
-    """Rotation taking the mean camera up vector (OpenCV -y) to +z."""
-    up = -c2w[:, :3, 1].mean(axis=0)
-    if np.linalg.norm(up) < 1e-9:
-        return np.eye(3)
-    return rotation_between(up, np.array([0.0, 0.0, 1.0]))
-
-
-def closest_point_to_axes(
+def _in_front_of_most(
+    point: np.ndarray,  # [3]
     centers: np.ndarray,  # [C, 3]
-    forwards: np.ndarray,  # [C, 3] unit
-) -> np.ndarray | None:  # [3], or None when ill-conditioned
-    """Least-squares point closest to the lines centers + t forwards (None if ill-posed).
-
-    Minimises sum_i |(I - d_i d_i^T)(p - o_i)|^2, whose normal equations are
-    (sum_i P_i) p = sum_i P_i o_i with the projectors P_i = I - d_i d_i^T.
-    """
-    d = forwards / np.linalg.norm(forwards, axis=1, keepdims=True)
-    proj = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # [C, 3, 3]
-    a = proj.mean(axis=0)
-    if np.linalg.eigvalsh(a).min() < AXES_MIN_EIGENVALUE:
-        return None
-    point = np.linalg.solve(a, (proj @ centers[:, :, None]).mean(axis=0)[:, 0])
-    in_front = np.einsum("ij,ij->i", point - centers, d) > 0
-    return point if in_front.mean() > 0.5 else None
+    forwards: np.ndarray,  # [C, 3]
+) -> bool:
+    """Whether `point` lies ahead of (positive along the optical axis of) more than half the cameras."""
+    return bool((np.einsum("ij,ij->i", point - centers, forwards) > 0).mean() > 0.5)
 
 
 def blender_normalization() -> Normalization:
@@ -214,8 +181,8 @@ def ngp_normalization(
 def object_normalization(c2w: np.ndarray, align_up: bool = True) -> Normalization:  # c2w [C, 4, 4]
     """The generic object rule (see the module docstring) for rigid OpenCV poses."""
     centers, forwards = c2w[:, :3, 3], c2w[:, :3, 2]
-    center = closest_point_to_axes(centers, forwards)
-    if center is None:
+    center = closest_point_to_axes(centers, forwards, min_eigenvalue=AXES_MIN_EIGENVALUE)
+    if center is None or not _in_front_of_most(center, centers, forwards):
         center = centers.mean(axis=0)
     rot = up_alignment(c2w) if align_up else np.eye(3)
     mean_dist = np.linalg.norm(centers - center, axis=1).mean()

@@ -17,8 +17,9 @@ from torch import Tensor
 
 from nerf.cameras import Cameras
 from nerf.errors import ExportError
+from nerf.rotations import PARALLEL_EPS, closest_point_to_axes, quat_to_rotmat, rotmat_to_quat
+from nerf.rotations import look_at as look_at_c2w
 
-PARALLEL_EPS = 1e-6  # |cross| below this: forward and up are parallel, no unique roll
 LLFF_FOCUS_WEIGHT = 0.75  # LLFF's weight of `far` in its harmonic mean of near and far
 SPIRAL_RADIUS_QUANTILE = 0.9  # spiral radii: this quantile of camera offsets (LLFF)
 AXES_MAX_CONDITION = 1e6  # optical axes this close to parallel have no meeting point
@@ -36,21 +37,18 @@ def _look_at_batch(
     targets: Tensor,  # [N, 3]
     up: Tensor,  # [3] or [N, 3] world up (image "up" is camera -y)
 ) -> Tensor:  # [N, 4, 4] float64 OpenCV c2w
-    z = targets - eyes
-    z = z / z.norm(dim=-1, keepdim=True)
-    x = torch.linalg.cross(z, up.expand_as(z))
-    norm = x.norm(dim=-1, keepdim=True)
-    if bool((norm < PARALLEL_EPS).any()):
-        raise ExportError("look_at: the viewing direction is parallel to the up vector; choose another up")
-    x = x / norm
-    y = torch.linalg.cross(z, x)
-    c2w = torch.eye(4, dtype=torch.float64).repeat(len(eyes), 1, 1)
-    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = x, y, z, eyes
-    return c2w
+    """nerf.rotations.look_at with its error as an ExportError."""
+    try:
+        return look_at_c2w(eyes, targets, up)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def look_at(eye, target, up) -> Tensor:  # [4, 4] float32
     """OpenCV camera-to-world of a camera at `eye` looking at `target` with `up` pointing up.
+
+    `nerf.rotations.look_at` for one camera, as float32; an ExportError when the viewing
+    direction is parallel to `up`.
 
     Args:
         eye: [3] camera centre.
@@ -132,15 +130,13 @@ def average_pose(cameras: Cameras) -> Tensor:  # [4, 4] float64
 def optical_axes_focus(cameras: Cameras) -> Tensor:  # [3] float64
     """The point nearest (least squares) to every camera's optical axis."""
     c2w = cameras.c2w.double()
-    d, c = c2w[:, :3, 2], c2w[:, :3, 3]
-    proj = torch.eye(3, dtype=torch.float64) - d[:, :, None] * d[:, None, :]  # [C, 3, 3]
-    a, b = proj.sum(0), (proj @ c[:, :, None]).sum(0)
-    if float(torch.linalg.cond(a)) > AXES_MAX_CONDITION:
+    focus = closest_point_to_axes(c2w[:, :3, 3], c2w[:, :3, 2], max_condition=AXES_MAX_CONDITION)
+    if focus is None:
         raise ExportError(
             "spiral_path: the cameras' optical axes are (nearly) parallel and meet nowhere; "
             "pass focus_distance or the scene's near and far"
         )
-    return torch.linalg.solve(a, b)[:, 0]
+    return focus
 
 
 def spiral_path(
@@ -194,39 +190,6 @@ def _with_intrinsics_of(cameras: Cameras, i: int, c2w: Tensor) -> Cameras:
 
 
 # --- smooth interpolation through key cameras ------------------------------------------------
-
-
-def rotmat_to_quat(rot: Tensor) -> Tensor:  # [N, 3, 3] -> [N, 4] (w, x, y, z), w >= 0
-    """Unit quaternions of rotation matrices (Shepperd's method: the stable branch per matrix)."""
-    m = rot.double()
-    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = (m[:, i].unbind(-1) for i in range(3))
-    cand = torch.stack(
-        [
-            torch.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
-            torch.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
-            torch.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
-            torch.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
-        ],
-        dim=1,
-    )  # [N, 4, 4]: row b is 4 q_b q; the row with the largest diagonal entry is the stable one
-    best = torch.argmax(torch.diagonal(cand, dim1=1, dim2=2), -1)
-    q = cand[torch.arange(len(m)), best]
-    q = q / q.norm(dim=-1, keepdim=True)
-    return torch.where(q[:, :1] < 0, -q, q)
-
-
-def quat_to_rotmat(q: Tensor) -> Tensor:  # [N, 4] (w, x, y, z) -> [N, 3, 3]
-    """Rotation matrices of (not necessarily unit) quaternions."""
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        dim=-2,
-    )
 
 
 def _quat_mul(a: Tensor, b: Tensor) -> Tensor:  # [..., 4] Hamilton product

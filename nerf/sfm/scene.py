@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nerf.datasets.colmap_io import ColmapCamera, ColmapImage, ColmapModel, qvec_to_rotmat, write_model
+from nerf.datasets.colmap_io import ColmapCamera, ColmapImage, ColmapModel, write_model
 from nerf.errors import SceneError
+from nerf.rotations import quat_to_rotmat, up_alignment
 
 # COLMAP models that transforms.json can express, with the names of their distortion params.
 _SINGLE_FOCAL = {"SIMPLE_PINHOLE": (), "SIMPLE_RADIAL": ("k1",), "RADIAL": ("k1", "k2"),
@@ -57,23 +58,9 @@ def transforms_intrinsics(camera: ColmapCamera) -> dict:
     return out
 
 
-def up_rotation(images: list[ColmapImage]) -> np.ndarray:  # -> [3, 3]
-    """Rotation taking the cameras' mean up vector (-y of OpenCV cameras) to +z."""
-    up = -np.mean([qvec_to_rotmat(image.qvec)[1] for image in images], axis=0)
-    norm = np.linalg.norm(up)
-    if norm < 1e-6:
-        return np.eye(3)
-    up = up / norm
-    axis, cos = np.cross(up, [0.0, 0.0, 1.0]), float(up[2])
-    if cos < -1.0 + 1e-9:
-        return np.diag([1.0, -1.0, -1.0])
-    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + cross + cross @ cross / (1.0 + cos)
-
-
 def colmap_to_opengl_c2w(image: ColmapImage, world_rotation: np.ndarray) -> np.ndarray:  # -> [4, 4]
     """OpenGL camera-to-world of a COLMAP image, in the world rotated by `world_rotation` [3, 3]."""
-    rot = qvec_to_rotmat(image.qvec)
+    rot = quat_to_rotmat(image.qvec)
     c2w = np.eye(4)
     c2w[:3, :3] = world_rotation @ rot.T
     c2w[:3, 3] = world_rotation @ (-rot.T @ image.tvec)
@@ -92,7 +79,9 @@ def write_scene(model: ColmapModel, out_dir: Path, orient_up: bool = True) -> di
     """
     images = sorted(model.images.values(), key=lambda image: image.name)
     intrinsics = {cid: transforms_intrinsics(model.cameras[cid]) for cid in {im.camera_id for im in images}}
-    rotation = up_rotation(images) if orient_up else np.eye(3)
+    # COLMAP's world-to-camera rotations transposed are the cameras' camera-to-world rotations
+    c2w_rotations = np.swapaxes(quat_to_rotmat(np.stack([image.qvec for image in images])), 1, 2)
+    rotation = up_alignment(c2w_rotations) if orient_up else np.eye(3)
     transforms = dict(next(iter(intrinsics.values()))) if len(intrinsics) == 1 else {}
     transforms["applied_transform"] = np.hstack([rotation, np.zeros((3, 1))]).tolist()
     frames = []

@@ -1,8 +1,8 @@
 """Compare recovered camera poses with reference poses, up to a similarity transform.
 
 SfM recovers poses only up to scale, rotation and translation of the world, so poses are
-compared after the least-squares similarity (Umeyama 1991) that maps recovered camera centres
-onto the reference centres. Errors:
+compared after the least-squares similarity (Umeyama 1991, `nerf.rotations.umeyama`) that maps
+recovered camera centres onto the reference centres. Errors:
     centre error    |s R c_est + t - c_ref|, reported as a fraction of the reference spread
                     (RMS distance of the reference centres from their centroid)
     rotation error  angle of R_ref^T (R R_est), in degrees (camera-to-world rotations)
@@ -10,52 +10,12 @@ Both pose sets must use the same camera axes (e.g. OpenGL c2w from two transform
 """
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nerf.errors import SceneError
-
-
-@dataclass(frozen=True)
-class Similarity:
-    """x -> scale * rotation @ x + translation."""
-
-    scale: float
-    rotation: np.ndarray  # [3, 3]
-    translation: np.ndarray  # [3]
-
-    def apply(self, points: np.ndarray) -> np.ndarray:  # points [P, 3] -> [P, 3]
-        """Map points by the similarity."""
-        return self.scale * points @ self.rotation.T + self.translation
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> Similarity:  # src [P, 3], dst [P, 3]
-    """Least-squares similarity with dst ~ s R src + t (Umeyama 1991, with reflection guard).
-
-    Args:
-        src: [P, 3] points to map, P >= 3 and not collinear.
-        dst: [P, 3] target points.
-    Returns:
-        The similarity minimising sum |s R src_i + t - dst_i|^2.
-    """
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3 or len(src) < 3:
-        raise ValueError(f"umeyama needs two [P, 3] arrays with P >= 3, got {src.shape} and {dst.shape}")
-    mu_src, mu_dst = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_src, dst - mu_dst
-    u, d, vt = np.linalg.svd(xd.T @ xs / len(src))
-    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rotation = u @ sign @ vt
-    scale = float(np.trace(np.diag(d) @ sign) / (xs**2).sum(1).mean())
-    return Similarity(scale, rotation, mu_dst - scale * rotation @ mu_src)
-
-
-def rotation_angle_deg(rotations: np.ndarray) -> np.ndarray:  # rotations [P, 3, 3] -> [P]
-    """Angle of each rotation matrix, in degrees."""
-    cos = (np.trace(rotations, axis1=1, axis2=2) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+from nerf.rotations import rotation_angle_deg, umeyama
 
 
 def compare_poses(c2w_est: np.ndarray, c2w_ref: np.ndarray) -> dict:  # [P, 4, 4] each

@@ -1,17 +1,12 @@
 """Photos or a video -> a posed scene on disk, by structure from motion with pycolmap (CPU).
 
-Stages: prepare images (nerf/sfm_images.py: copy or downscale photos; keep the sharpest frame
+Stages: prepare images (nerf/sfm/images.py: copy or downscale photos; keep the sharpest frame
 per time window of a video) -> SIFT features -> matching -> incremental mapping (the largest
-model is kept) -> optional undistortion -> scene writer (nerf/sfm_scene.py).
+model is kept) -> optional undistortion -> scene writer (nerf/sfm/scene.py).
 `import_colmap_model` runs only the first and last stage on an existing COLMAP model, without
-pycolmap.
+pycolmap. pycolmap is imported only when a stage needs it (`_import_pycolmap`).
 
-The scene folder written here:
-    images/            the images transforms.json refers to (unregistered ones stay, unreferenced)
-    transforms.json    instant-ngp / nerfstudio format (axes and world frame: nerf/sfm_scene.py)
-    sparse/0/          the COLMAP model (binary, written by nerf.datasets.colmap_io), in COLMAP's world
-    sfm_summary.json   registered/total, mean reprojection error (pixels of the model's cameras),
-                       number of points, seconds per stage
+The scene folder written is described in nerf/sfm/__init__.py.
 
 Matching: exhaustive (all pairs) is the most robust for unordered photos but grows as n^2;
 sequential matching pairs each image with its successors, which suits video. `matcher="auto"`
@@ -32,8 +27,8 @@ import numpy as np
 
 from nerf.datasets.colmap_io import ColmapModel, read_model, write_model
 from nerf.errors import ConfigError, SceneError
-from nerf.sfm_images import extract_video_frames, fit_size, place_image, prepare_photos, read_image
-from nerf.sfm_scene import TRANSFORMS_CAMERA_MODELS, rescale_camera, transforms_intrinsics, write_scene
+from nerf.sfm.images import extract_video_frames, fit_size, place_image, prepare_photos, read_image
+from nerf.sfm.scene import TRANSFORMS_CAMERA_MODELS, rescale_camera, transforms_intrinsics, write_scene
 
 log = logging.getLogger(__name__)
 
@@ -271,53 +266,3 @@ def import_colmap_model(model_dir: str | Path, image_dir: str | Path, out_dir: s
     summary = {"input": str(model_dir), "total": len(model.images), "matcher": None,
                "camera_model": sorted({c.model for c in cameras.values()}), "unregistered": []}
     return _finish(ColmapModel(cameras, images, model.points3d), out_dir, cfg, summary, times)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line (tools/colmap2nerf.py)
-
-
-def build_parser():
-    """argparse parser: the input, --out, the import options and one flag per SfmConfig field."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="nerf-process", description="Photos or a video -> posed scene (transforms.json, images/, sparse/0).")
-    parser.add_argument("input", nargs="?", type=Path, help="folder of images or a video file")
-    parser.add_argument("--out", type=Path, required=True, help="scene folder to write")
-    parser.add_argument("--colmap-model", type=Path, help="existing COLMAP model folder (e.g. sparse/0): skip SfM")
-    parser.add_argument("--images", type=Path, help="image folder of --colmap-model")
-    parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
-    parser.add_argument("--verbose", action="store_true", help="also COLMAP's own log")
-    for f in dataclasses.fields(SfmConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=f"default: {f.default}")
-    return parser
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 with a message on a SceneError)."""
-    from nerf.errors import NerfError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="[nerf-process] %(message)s")
-    if (args.colmap_model is None) == (args.input is None):
-        parser.error("give either an input (photo folder or video) or --colmap-model with --images")
-    if args.colmap_model is not None and args.images is None:
-        parser.error("--colmap-model needs --images (the folder of the model's images)")
-    try:
-        cfg = SfmConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SfmConfig)})
-        if args.colmap_model is not None:
-            summary = import_colmap_model(args.colmap_model, args.images, args.out, cfg)
-        else:
-            summary = run_sfm(args.input, args.out, cfg)
-    except NerfError as err:
-        print(f"error: {err}")
-        return 2
-    print(json.dumps({k: v for k, v in summary.items() if k != "unregistered"}, indent=2))
-    return 0
