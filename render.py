@@ -10,8 +10,8 @@ def main(argv=None) -> None:
     try:
         cfg, _ = parse_config(argv, "Render test views and camera-path videos of a run.", root=RenderConfig)
         from nerf import distributed
-        from nerf.export.render_job import output_dir, render_path, render_test_split
-        from nerf.train.loading import load_trained_run
+        from nerf.jobs.render import output_dir, render_path, render_test_split
+        from nerf.jobs.run import load_trained_run
         from nerf.train.trainer import resolve_device
 
         main_rank = distributed.init_distributed(resolve_device(cfg.device)).is_main  # torchrun splits frames

@@ -9,7 +9,7 @@ from nerf.errors import NerfError
 def main(argv=None) -> None:
     try:
         cfg, _ = parse_config(argv, description="Train a NeRF on a posed-image scene.")
-        from nerf.train.job import run_training_job
+        from nerf.jobs.train import run_training_job
 
         result = run_training_job(cfg)
     except NerfError as exc:

@@ -43,8 +43,8 @@ def train(scene_path: str, out: str, steps: int) -> None:
 
 
 def render(run_dir: str, out: str) -> None:
-    from nerf.export.render_job import render_path
-    from nerf.train.loading import load_trained_run
+    from nerf.jobs.render import render_path
+    from nerf.jobs.run import load_trained_run
 
     torch.set_num_threads(1)
     distributed.init_distributed(torch.device("cpu"))

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from nerf.config import Config, DataConfig, ModelConfig, OutputConfig, SamplerConfig, TrainConfig
-from nerf.datasets.demo import DemoSceneConfig, make_demo_scene
-from nerf.train.job import run_training_job
+from tiny import SCENE
+
 
 ROOT = Path(__file__).resolve().parents[1]
 LATTICE = 24  # lattice resolution of the successful mesh export (small: the run is tiny)
@@ -39,24 +38,6 @@ def cli():
         "evaluate": load_cli("tools/evaluate_mesh.py").main,
         "benchmark_sr": load_cli("tools/benchmark_sr.py").main,
     }
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A run directory trained for 10 steps on a 32x32 demo scene (no video, no mesh)."""
-    base = tmp_path_factory.mktemp("cli")
-    scene = make_demo_scene(base / "scene", DemoSceneConfig(resolution=32, n_train=16, n_val=1,
-                                                            n_test=2, supersample=1))
-    cfg = Config(
-        name="tiny", runs_dir=str(base / "runs"), device="cpu",
-        data=DataConfig(data=str(scene)),
-        model=ModelConfig(hash_levels=8, hash_log2_size=12, hash_max_resolution=64, hidden_dim=32),
-        sampler=SamplerConfig(grid_resolution=32, march_steps=128, grid_warmup=32),
-        train=TrainConfig(steps=10, target_samples=8192, initial_rays=512, checkpoint_every=10,
-                          lr_warmup=5),
-        output=OutputConfig(video_frames=0, mesh_resolution=0),
-    )
-    return run_training_job(cfg, quiet=True)["run_dir"]
 
 
 def exits_with_2(main, argv, capsys) -> str:
@@ -116,11 +97,10 @@ def test_train_with_a_missing_config_file(cli, tmp_path, capsys):
     assert str(missing) in err
 
 
-def test_train_into_an_unwritable_runs_dir(cli, tiny_run, tmp_path, capsys):
+def test_train_into_an_unwritable_runs_dir(cli, tiny_scene_path, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    scene = tiny_run.parents[1] / "scene"
-    err = exits_with_2(cli["train"], ["--data", str(scene), "--runs_dir", str(blocker / "runs"),
+    err = exits_with_2(cli["train"], ["--data", str(tiny_scene_path), "--runs_dir", str(blocker / "runs"),
                                       "--steps", "1", "--device", "cpu"], capsys)
     assert str(blocker) in err
 
@@ -175,7 +155,7 @@ def test_render_writes_metrics_and_video(cli, tiny_run, tmp_path, capsys):
     out = tmp_path / "renders"
     cli["render"](["--run", str(tiny_run), "--device", "cpu", "--frames", "3", "--out", str(out)])
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["views"] == 2 and np.isfinite(metrics["psnr"])
+    assert metrics["views"] == SCENE.n_test and np.isfinite(metrics["psnr"])
     import imageio.v3 as iio
 
     frames = iio.imread(out / "rgb_orbit.mp4")
@@ -186,12 +166,11 @@ def test_render_writes_metrics_and_video(cli, tiny_run, tmp_path, capsys):
 def iso_level_inside_the_density_range(run_dir) -> float:
     """Halfway between the median and the largest density the field has on the export lattice."""
     from nerf.export.mesh import density_lattice
-    from nerf.export.mesh_job import density_field
-    from nerf.train.loading import load_trained_run
+    from nerf.jobs.run import load_trained_run
 
     run = load_trained_run(run_dir, "cpu")
     grid = run.renderer.grid
-    sigma = density_lattice(density_field(run).query_density, run.scene.aabb, LATTICE,
+    sigma = density_lattice(run.renderer.field.query_density, run.scene.aabb, LATTICE,
                             occupied_fn=grid.is_occupied if grid is not None else None).numpy()
     median, top = float(np.median(sigma)), float(sigma.max())
     assert top > median, "the tiny run's field is constant on the lattice"

@@ -67,7 +67,7 @@ def test_distributed_render_equals_single_process(scene_path, tmp_path):
     sys.path.insert(0, str(WORKER.parent))
     from dist_worker import tiny_config
 
-    from nerf.train.job import run_training_job
+    from nerf.jobs.train import run_training_job
 
     cfg = tiny_config(scene_path, steps=10, runs_dir=str(tmp_path / "runs"))
     run_training_job(cfg, quiet=True)

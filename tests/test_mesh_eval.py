@@ -6,9 +6,9 @@ import trimesh
 
 from nerf.datasets.demo import albedo_at, ground_truth_mesh, look_at_opengl, scene_primitives
 from nerf.datasets.demo_geometry import trace_rays
-from nerf.export.mesh_eval import (chamfer_l1, chamfer_l1_seen, closest_point_on_triangles,
-                                   closest_points_on_mesh, count_components, demo_color_errors,
-                                   demo_seen, diffuse_shading, sample_surface)
+from nerf.datasets.demo_truth import demo_color_errors, demo_seen, demo_seen_fn, diffuse_shading
+from nerf.evaluation.geometry import (chamfer_l1, chamfer_l1_seen, closest_point_on_triangles,
+                                      closest_points_on_mesh, count_components, sample_surface)
 
 N_POINTS = 100_000
 SPHERE_SUBDIVISIONS = 5  # icosphere chord sag about 2e-4 of the radius
@@ -190,8 +190,8 @@ def test_seen_chamfer_ignores_the_hidden_bottom():
     v[middle, 2] += 0.1
     moved.vertices = v
     cams = _ring_of_cameras(30.0, 16)
-    base_seen = chamfer_l1_seen(gt, gt, cams, 0.85, 20_000)
-    moved_seen = chamfer_l1_seen(moved, gt, cams, 0.85, 20_000)
+    base_seen = chamfer_l1_seen(gt, gt, demo_seen_fn(cams, 0.85), 20_000)
+    moved_seen = chamfer_l1_seen(moved, gt, demo_seen_fn(cams, 0.85), 20_000)
     assert 0.1 < base_seen["gt_seen"] < 0.95
     assert moved_seen["chamfer_l1"] < base_seen["chamfer_l1"] * 1.1
     assert chamfer_l1(moved, gt, 20_000)[2] > 1.4 * chamfer_l1(gt, gt, 20_000)[2]

@@ -282,7 +282,7 @@ def test_open_pocket_is_not_filled():
 
 
 def test_crop_to_occupied_box():
-    from nerf.export.mesh_job import crop_to_occupied
+    from nerf.jobs.mesh import crop_to_occupied
 
     cfg = MeshConfig(resolution=RES)
     occupied = torch.tensor([[-0.5, -0.25, 0.0], [0.5, 0.25, 0.5]])

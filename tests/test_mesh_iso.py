@@ -1,4 +1,4 @@
-"""iso_level "auto" of a run (nerf/export/mesh_job.rendered_surface_level) on a fake run."""
+"""iso_level "auto" of a run (nerf/jobs/mesh.rendered_surface_level) on a fake run."""
 
 from types import SimpleNamespace
 
@@ -7,7 +7,7 @@ import torch
 
 from nerf.cameras import Cameras
 from nerf.errors import ExportError
-from nerf.export.mesh_job import rendered_surface_level
+from nerf.jobs.mesh import rendered_surface_level
 
 SIZE = 32  # image side, pixels
 FOCAL = 32.0  # pixels

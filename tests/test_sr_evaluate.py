@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerf.sr.evaluate import bicubic_upscale, box_downscale, compare_upscalers, net_upscaler, resolve_weights
+from nerf.evaluation.upscaling import bicubic_upscale, box_downscale, compare_upscalers
+from nerf.jobs.sr_bench import net_upscaler, resolve_weights
 
 SCALE = 4
 NOISE = 0.01  # amplitude of the +-NOISE checker added to the targets

@@ -6,40 +6,14 @@ import json
 import pytest
 import torch
 
-from nerf.config import Config, DataConfig, ModelConfig, OutputConfig, SamplerConfig, TrainConfig
-from nerf.datasets import load_scene
-from nerf.datasets.demo import DemoSceneConfig, make_demo_scene
 from nerf.errors import CheckpointError, TrainingError
 from nerf.train.checkpoint import latest_checkpoint, list_checkpoints
-from nerf.train.job import run_training_job
+from nerf.jobs.train import run_training_job
 from nerf.train.rundir import prepare_run_dir
 from nerf.train.trainer import Trainer
+from tiny import tiny_config
 
 LEARN_MARGIN_DB = 4.0  # a learning model gains far more than this over its initial render
-
-
-@pytest.fixture(scope="module")
-def tiny_scene_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("scenes") / "tiny"
-    make_demo_scene(path, DemoSceneConfig(resolution=32, n_train=24, n_val=2, n_test=3, supersample=1))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_scene(tiny_scene_path):
-    return load_scene(tiny_scene_path)
-
-
-def tiny_config(tmp_path, scene_path, **train) -> Config:
-    return Config(
-        name="tiny", runs_dir=str(tmp_path / "runs"), device="cpu",
-        data=DataConfig(data=str(scene_path)),
-        model=ModelConfig(hash_levels=8, hash_log2_size=12, hash_max_resolution=64, hidden_dim=32),
-        sampler=SamplerConfig(grid_resolution=32, march_steps=128, grid_warmup=32),
-        train=TrainConfig(**{"steps": 20, "target_samples": 8192, "initial_rays": 512,
-                             "checkpoint_every": 10, "lr_warmup": 10, **train}),
-        output=OutputConfig(video_frames=4, mesh_resolution=0),
-    )
 
 
 def params(trainer):
@@ -124,7 +98,7 @@ def test_corrupt_or_foreign_checkpoint_is_refused(tmp_path, tiny_scene, tiny_sce
 
 
 def test_main_job_writes_run_directory(tmp_path, tiny_scene_path):
-    cfg = tiny_config(tmp_path, tiny_scene_path, steps=15)
+    cfg = tiny_config(tmp_path, tiny_scene_path, video_frames=4, steps=15)
     out = run_training_job(cfg, quiet=True)
     run_dir = out["run_dir"]
     assert (run_dir / "config.txt").is_file()

@@ -21,7 +21,7 @@ from nerf.errors import NerfError  # noqa: E402
 def main(argv=None) -> None:
     try:
         cfg, ns = parse_config(argv, "Benchmark a training configuration.", add_json_option)
-        from nerf.train.job import prepare_scene
+        from nerf.jobs.run import prepare_scene
         from nerf.train.trainer import Trainer
 
         scene = prepare_scene(cfg)

@@ -22,7 +22,7 @@ from nerf.errors import NerfError  # noqa: E402
 
 def main(argv=None) -> None:
     try:
-        from nerf.sr.evaluate import SRBenchConfig, benchmark_sr, format_report
+        from nerf.jobs.sr_bench import SRBenchConfig, benchmark_sr, format_report
 
         cfg, ns = parse_config(argv, "Benchmark super-resolution of a run's renders.", add_json_option,
                                root=SRBenchConfig)

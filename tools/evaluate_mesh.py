@@ -17,7 +17,7 @@ from nerf.errors import NerfError  # noqa: E402
 
 def main(argv=None) -> None:
     try:
-        from nerf.export.mesh_eval import MeshEvalConfig, evaluate_run_mesh, format_table
+        from nerf.jobs.mesh_bench import MeshEvalConfig, evaluate_run_mesh, format_table
 
         cfg, ns = parse_config(argv, "Evaluate the mesh of a run.", add_json_option, root=MeshEvalConfig)
         result = evaluate_run_mesh(cfg)

@@ -15,8 +15,8 @@ from nerf.errors import NerfError  # noqa: E402
 
 def main(argv=None) -> None:
     try:
-        from nerf.export.mesh_job import MeshJobConfig, export_mesh
-        from nerf.train.loading import load_trained_run
+        from nerf.jobs.mesh import MeshJobConfig, export_mesh
+        from nerf.jobs.run import load_trained_run
 
         cfg, _ = parse_config(argv, "Extract a coloured mesh from a run.", root=MeshJobConfig)
         run = load_trained_run(cfg.run, cfg.device)

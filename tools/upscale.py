@@ -17,7 +17,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nerf.errors import ConfigError, NerfError  # noqa: E402
-from nerf.export.video import to_uint8_frame, write_video  # noqa: E402
+from nerf.export.video import write_video  # noqa: E402
+from nerf.frames import to_uint8_frame  # noqa: E402
 from nerf.sr.upscale import DEFAULT_BATCH, DEFAULT_TILE, upscale_frames, upscale_image  # noqa: E402
 from nerf.sr.weights import load_sr_weights  # noqa: E402
 

@@ -58,6 +58,7 @@ from skimage.measure import marching_cubes
 from torch import Tensor
 
 from nerf.errors import ConfigError, ExportError
+from nerf.export.mesh_cleanup import decimate, remove_components, smooth_taubin
 
 DensityFn = Callable[[Tensor], Tensor]  # points [P, 3] -> sigma [P]
 OccupiedFn = Callable[[Tensor], Tensor]  # points [P, 3] -> bool [P] (False = known empty)
@@ -67,8 +68,7 @@ SeenEmptyFn = Callable[[Tensor, float], Tensor]  # points [P, 3], margin -> bool
 DEFAULT_MAX_LATTICE_BYTES = 4 << 30  # 4 GiB: resolution ~810 fits
 LATTICE_DTYPE_BYTES = 4  # float32 lattice and its padded float32 copy handed to marching cubes
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # spreads cone directions evenly (Fibonacci)
-ISO_RULES = ("auto", "voxel")  # named levels: auto_iso_level, mesh_job.rendered_surface_level
-OPEN3D_HINT = "the 'mesh' extra (pip install open3d)"
+ISO_RULES = ("auto", "voxel")  # named levels: auto_iso_level, nerf.jobs.mesh.rendered_surface_level
 
 
 @dataclass(frozen=True)
@@ -350,34 +350,6 @@ def sealed_pockets(empty: np.ndarray, radius: int) -> np.ndarray:  # [R, R, R] b
     return empty & ~reach[1:-1, 1:-1, 1:-1]
 
 
-def remove_components(
-    mesh: trimesh.Trimesh, min_faces: int, keep_largest: int
-) -> tuple[int, int, trimesh.Trimesh]:
-    """Drop edge-connected components with fewer than `min_faces` faces, then keep the largest N.
-
-    Returns:
-        (components before, components removed, cleaned mesh).
-    """
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
-    sizes = np.bincount(labels)
-    keep = sizes >= min_faces
-    if keep_largest and keep.sum() > keep_largest:
-        order = np.argsort(-np.where(keep, sizes, -1), kind="stable")
-        keep = np.zeros_like(keep)
-        keep[order[:keep_largest]] = True
-    if not keep.any():
-        raise ExportError(
-            f"mesh: every component has fewer than min_component_faces={min_faces} faces "
-            f"(the largest has {int(sizes.max())}); lower min_component_faces"
-        )
-    if keep.all():
-        return len(sizes), 0, mesh
-    cleaned = mesh.copy()
-    cleaned.update_faces(keep[labels])
-    cleaned.remove_unreferenced_vertices()
-    return len(sizes), int((~keep).sum()), cleaned
-
-
 def vertex_colors(
     mesh: trimesh.Trimesh,
     color_fn: ColorFn,
@@ -448,37 +420,3 @@ def to_original_frame(mesh: trimesh.Trimesh, transform: Tensor) -> trimesh.Trime
     if mesh.visual.kind == "vertex":
         out.visual.vertex_colors = np.asarray(mesh.visual.vertex_colors)
     return out
-
-
-def _require_open3d():
-    try:
-        import open3d
-    except ImportError as exc:
-        raise ExportError(f"mesh decimation and smoothing need open3d, {OPEN3D_HINT}") from exc
-    return open3d
-
-
-def _to_open3d(mesh: trimesh.Trimesh, o3d):
-    return o3d.geometry.TriangleMesh(
-        o3d.utility.Vector3dVector(np.asarray(mesh.vertices, dtype=np.float64)),
-        o3d.utility.Vector3iVector(np.asarray(mesh.faces, dtype=np.int32)),
-    )
-
-
-def _from_open3d(o3d_mesh) -> trimesh.Trimesh:
-    mesh = trimesh.Trimesh(np.asarray(o3d_mesh.vertices), np.asarray(o3d_mesh.triangles), process=False)
-    mesh.remove_unreferenced_vertices()
-    return mesh
-
-
-def decimate(mesh: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
-    """Quadric-error decimation (Garland and Heckbert) to about `target_faces` faces, via open3d."""
-    o3d = _require_open3d()
-    simplified = _to_open3d(mesh, o3d).simplify_quadric_decimation(target_number_of_triangles=target_faces)
-    return _from_open3d(simplified)
-
-
-def smooth_taubin(mesh: trimesh.Trimesh, iterations: int) -> trimesh.Trimesh:
-    """Taubin lambda/mu smoothing (removes bumps without the shrinking of Laplacian smoothing)."""
-    o3d = _require_open3d()
-    return _from_open3d(_to_open3d(mesh, o3d).filter_smooth_taubin(number_of_iterations=iterations))

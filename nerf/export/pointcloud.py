@@ -21,9 +21,9 @@ from torch import Tensor
 
 from nerf.cameras import Cameras
 from nerf.errors import ExportError
+from nerf.export.mesh_cleanup import OPEN3D_HINT
 from nerf.export.mesh_io import colors_to_uint8, save_point_cloud_ply
 
-OPEN3D_HINT = "the 'mesh' extra (pip install open3d)"
 TSDF_BLOCK_RESOLUTION = 8  # voxels per block edge in Open3D's hashed TSDF
 TSDF_INITIAL_BLOCKS = 4096  # initial hash-map capacity (it grows)
 

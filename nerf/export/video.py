@@ -20,21 +20,11 @@ import numpy as np
 
 from nerf.errors import ExportError
 from nerf.export.colormap import apply_colormap
+from nerf.frames import to_uint8_frame
 from nerf.export.mesh_io import ensure_folder
 
 VIDEO_QUALITY = 8  # imageio-ffmpeg quality 0..10 (10 = best); 8 is visually lossless for renders
 DEPTH_RANGE_QUANTILES = (0.01, 0.99)  # default near/far: robust to a few outlier pixels
-
-
-def to_uint8_frame(frame) -> np.ndarray:  # [H, W, 3] uint8
-    """A frame as uint8 [H, W, 3]; floats are taken as [0, 1], clamped and rounded."""
-    arr = np.asarray(frame)
-    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise ExportError(f"video frame must be [H, W, 3], got shape {arr.shape}")
-    arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    return np.round(np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def pad_to_even(frame: np.ndarray) -> np.ndarray:  # [H, W, 3] -> [H + H % 2, W + W % 2, 3]

@@ -1,14 +1,20 @@
-"""Radiance fields: `field(positions [S,3], directions [S,3]) -> sigmas [S], rgbs [S,3]`."""
+"""Radiance fields: `field(positions [S,3], directions [S,3]) -> sigmas [S], rgbs [S,3]`.
 
-from torch import Tensor, nn
+Every field implements `nerf.fields.protocol.RadianceField`.
+"""
+
+from torch import Tensor
 
 from nerf.config import ModelConfig
 from nerf.errors import ConfigError
+from nerf.fields.protocol import SAMPLING_KINDS, RadianceField
+
+__all__ = ["FIELD_KINDS", "SAMPLING_KINDS", "RadianceField", "build_field"]
 
 FIELD_KINDS = ("ngp", "vanilla")
 
 
-def build_field(cfg: ModelConfig, aabb: Tensor) -> nn.Module:  # aabb [2, 3]
+def build_field(cfg: ModelConfig, aabb: Tensor) -> RadianceField:  # aabb [2, 3]
     """The field named by `cfg.model` over the scene box."""
     if cfg.model == "ngp":
         from nerf.fields.ngp import NGPField

@@ -49,7 +49,9 @@ def mlp(in_dim: int, hidden: int, out_dim: int, n_hidden: int) -> nn.Sequential:
 
 
 class NGPField(nn.Module):
-    """Hash-grid radiance field over an axis-aligned box."""
+    """Hash-grid radiance field over an axis-aligned box (a nerf.fields.protocol.RadianceField)."""
+
+    sampling = "occupancy"
 
     def __init__(self, aabb: Tensor, cfg: ModelConfig):  # aabb [2, 3]
         super().__init__()
@@ -94,6 +96,10 @@ class NGPField(nn.Module):
         d = self.dir_encoding(directions)
         rgbs = torch.sigmoid(self.color_mlp(torch.cat([h, d.to(h.dtype)], dim=-1)).float())
         return sigmas, rgbs
+
+    def kernel_backends(self, device: torch.device) -> list[str]:
+        """The hash grid's kernel on `device`."""
+        return [f"hash grid {self.encoding.resolve_backend(device)}"]
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
         """Optimiser groups: the hash table without weight decay, MLPs with it."""

@@ -138,8 +138,11 @@ class VanillaNeRF(nn.Module):
 
     Both fields share the architecture; every argument is passed to each `VanillaField`. As a
     field itself (`query_density`, `forward`) the pair answers with the fine network, the one
-    whose renderings are reported (used by mesh export and density queries).
+    whose renderings are reported (used by mesh export and density queries). A
+    nerf.fields.protocol.RadianceField with hierarchical sampling.
     """
+
+    sampling = "hierarchical"
 
     def __init__(
         self,
@@ -174,3 +177,11 @@ class VanillaNeRF(nn.Module):
     ) -> tuple[Tensor, Tensor]:  # sigmas [S], rgbs [S, 3]
         """Density and colour of the fine field (see `VanillaField.forward`)."""
         return self.fine(positions, directions)
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """One optimiser group: both networks, with weight decay."""
+        return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
+
+    def kernel_backends(self, device: torch.device) -> list[str]:
+        """None to choose: plain PyTorch layers."""
+        return []

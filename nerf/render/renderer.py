@@ -15,8 +15,10 @@ from torch import Tensor, nn
 from nerf.cameras import Cameras
 from nerf.config import SamplerConfig
 from nerf.fields.ngp import ngp_step_size
+from nerf.fields.protocol import SAMPLING_KINDS, RadianceField
 from nerf.render.composite import composite
 from nerf.render.vanilla import render_rays_vanilla
+from nerf.sampling.march import march
 from nerf.sampling.occupancy import OccupancyGrid
 from nerf.sampling.stratified import ray_aabb_intersect
 
@@ -35,7 +37,7 @@ class Renderer(nn.Module):
 
     def __init__(
         self,
-        field: nn.Module,
+        field: RadianceField,
         aabb: Tensor,  # [2, 3]
         cfg: SamplerConfig,
         near: float | None = None,
@@ -47,7 +49,9 @@ class Renderer(nn.Module):
         self.cfg = cfg
         self.near, self.far = near, far
         self.register_buffer("aabb", aabb.detach().clone().float())
-        self.is_vanilla = hasattr(field, "coarse") and hasattr(field, "fine")
+        if field.sampling not in SAMPLING_KINDS:
+            raise ValueError(f"Renderer: field sampling {field.sampling!r}; expected one of {SAMPLING_KINDS}")
+        self.is_vanilla = field.sampling == "hierarchical"
         self.grid = grid
         if grid is None and not self.is_vanilla:
             self.grid = OccupancyGrid(aabb, cfg.grid_resolution)
@@ -80,8 +84,8 @@ class Renderer(nn.Module):
                 return sig, torch.cat([sig[:, None], rgb], dim=-1)
             return field.query_density(positions)
 
-        samples = self.grid.march(
-            origins, directions, self.step, self.cfg.cone_angle, self.near, self.far,
+        samples = march(
+            self.grid, origins, directions, self.step, self.cfg.cone_angle, self.near, self.far,
             sigma_fn=sigma_fn, early_stop_eps=self.cfg.early_stop_eps, stratified=train,
             generator=generator, backend=self.cfg.march_backend,
         )

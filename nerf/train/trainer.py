@@ -25,10 +25,11 @@ from nerf import distributed
 from nerf.config import Config, config_to_text
 from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError, TrainingError
+from nerf.evaluation.views import score_views
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from nerf.train.metrics import score_views
+
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
 RANK_SEED_STRIDE = 1_000_003  # seed offset between ranks (and between a resumed rank's streams)
@@ -69,16 +70,12 @@ class Trainer:
             raise TrainingError(f"{scene.source}: the scene has no training images")
         if self.renderer.grid is not None:
             self.renderer.grid.mark_invisible_cells(self.cameras[self.train_ids.cpu()])
-        groups = (
-            self.field.parameter_groups(cfg.train.weight_decay)
-            if hasattr(self.field, "parameter_groups")
-            else [{"params": list(self.field.parameters()), "weight_decay": cfg.train.weight_decay}]
-        )
+        groups = self.field.parameter_groups(cfg.train.weight_decay)
         self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, betas=(0.9, 0.99), eps=1e-15)
         # each rank draws its own rays: rank-offset seeds (rank 0 = the single-process stream)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed + RANK_SEED_STRIDE * self.dist.rank)
         self.ddp = None
-        if self.dist.enabled and cfg.model.model == "ngp":
+        if self.dist.enabled and self.field.sampling == "occupancy":  # the renderer calls the field itself
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -107,11 +104,7 @@ class Trainer:
         """The kernels this run uses, for the log (hash grid and compositing)."""
         from nerf.render.composite import pick_backend
 
-        used = [f"compositing {pick_backend('auto', self.device)}"]
-        encoding = getattr(self.field, "encoding", None)
-        if encoding is not None:
-            used.insert(0, f"hash grid {encoding.resolve_backend(self.device)}")
-        return used
+        return self.field.kernel_backends(self.device) + [f"compositing {pick_backend('auto', self.device)}"]
 
     # --- one step ------------------------------------------------------------------------------
 
@@ -192,7 +185,7 @@ class Trainer:
         self.optimizer.step()
         self._update_ema()
         self.step += 1
-        if out.n_samples > 0 and self.cfg.model.model == "ngp":
+        if out.n_samples > 0 and self.field.sampling == "occupancy":  # samples per ray vary
             wanted = self.n_rays * self.target_samples / out.n_samples
             wanted = int(math.ceil(wanted / RAY_COUNT_MULTIPLE) * RAY_COUNT_MULTIPLE)
             self.n_rays = max(RAY_COUNT_MULTIPLE, min(self.max_rays, wanted))

@@ -29,21 +29,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from nerf.datasets import load_scene
 from nerf.errors import ConfigError, SceneError
-from nerf.train.metrics import psnr, ssim
-
-if TYPE_CHECKING:
-    from nerf.train.loading import TrainedRun
-
-Upscaler = Callable[[Tensor], Tensor]  # [h, w, 3] -> [scale*h, scale*w, 3], float32 in [0, 1]
+from nerf.evaluation.image import psnr
+from nerf.evaluation.upscaling import Upscaler, bicubic_upscale, box_downscale, compare_upscalers
+from nerf.jobs.render import training_pairs
+from nerf.jobs.run import TrainedRun, load_trained_run
+from nerf.sr.adapt import AdaptConfig, adapted_sr_path, load_adapted_sr, save_adapted_sr, train_adapted_sr
+from nerf.sr.upscale import upscale_image
+from nerf.sr.weights import load_sr_weights
 
 # the compact Real-ESRGAN net next to the repository: ../shared/weights/realesr-animevideov3.pth
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights" / "realesr-animevideov3.pth"
@@ -61,71 +60,12 @@ class SRBenchConfig:
     error_fractions: str = ""  # e.g. 0.5,0.75: also score box-filtered photos + f * (render - them)
 
 
-def bicubic_upscale(
-    image: Tensor,  # [h, w, 3] float in [0, 1]
-    scale: int,
-) -> Tensor:  # [scale*h, scale*w, 3] float32 in [0, 1]
-    """Bicubic interpolation by `scale` (torch, align_corners=False), clamped to [0, 1]."""
-    x = image.float().permute(2, 0, 1)[None]
-    out = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
-    return out[0].permute(1, 2, 0).clamp(0.0, 1.0)
-
-
 def net_upscaler(model: torch.nn.Module, tile: int = 256) -> Upscaler:
     """An Upscaler running a super-resolution net with tiled inference."""
-    from nerf.sr.upscale import upscale_image
-
     def run(image: Tensor) -> Tensor:  # [h, w, 3] -> [s*h, s*w, 3]
         return torch.from_numpy(upscale_image(model, image.detach().cpu().float(), tile=tile))
 
     return run
-
-
-def compare_upscalers(
-    lr_images: list[Tensor],  # each [h, w, 3] float in [0, 1]
-    hr_images: list[Tensor],  # each [scale*h, scale*w, 3] float in [0, 1]
-    upscalers: dict[str, Upscaler],
-    progress: bool = False,
-) -> dict[str, dict]:
-    """Upscale every low-resolution image with each method and score it against its target.
-
-    Args:
-        lr_images: the inputs.
-        hr_images: the targets, one per input.
-        upscalers: method name -> Upscaler.
-        progress: show a tqdm bar per method.
-
-    Returns:
-        method -> {"psnr": mean dB, "ssim": mean, "per_view": [{"psnr", "ssim"}, ...]}.
-    """
-    if len(lr_images) != len(hr_images) or not lr_images:
-        raise ValueError(f"need equal, non-zero numbers of inputs and targets, got "
-                         f"{len(lr_images)} and {len(hr_images)}")
-    results = {}
-    for name, upscale in upscalers.items():
-        per_view = []
-        for lr, hr in tqdm(list(zip(lr_images, hr_images)), desc=name, disable=not progress):
-            out = upscale(lr).float().cpu()
-            target = hr.float().cpu()
-            if out.shape != target.shape:
-                raise ValueError(f"{name}: upscaled {tuple(lr.shape)} to {tuple(out.shape)}, "
-                                 f"but the target is {tuple(target.shape)}")
-            per_view.append({"psnr": psnr(out, target), "ssim": ssim(out, target)})
-        results[name] = {
-            "psnr": float(np.mean([v["psnr"] for v in per_view])),
-            "ssim": float(np.mean([v["ssim"] for v in per_view])),
-            "per_view": per_view,
-        }
-    return results
-
-
-def box_downscale(
-    image: Tensor,  # [H, W, 3] float in [0, 1], H and W multiples of scale
-    scale: int,
-) -> Tensor:  # [H/scale, W/scale, 3] float32: each pixel the mean of a scale x scale block
-    """Box-filter (area) downscaling by an integer factor, as the scene loaders downscale photos."""
-    x = image.float().permute(2, 0, 1)[None]
-    return F.avg_pool2d(x, scale)[0].permute(1, 2, 0)
 
 
 def parse_fractions(text: str) -> list[float]:
@@ -165,9 +105,6 @@ def adapted_net(run: TrainedRun, cfg: SRBenchConfig, progress: bool = True) -> t
     Returns:
         The RRDBNet in eval mode on the renderer's device.
     """
-    from nerf.export.render_job import training_pairs
-    from nerf.sr.adapt import AdaptConfig, adapted_sr_path, load_adapted_sr, save_adapted_sr, train_adapted_sr
-
     dev = run.renderer.aabb.device
     if adapted_sr_path(run.run_dir, cfg.scale).is_file():
         return load_adapted_sr(run.run_dir, cfg.scale, device=dev)
@@ -192,8 +129,6 @@ def render_test_inputs(run: TrainedRun, cfg: SRBenchConfig) -> tuple[list[Tensor
     Returns:
         (renders [h, w, 3] each, photos [scale*h, scale*w, 3] each), on the CPU.
     """
-    from nerf.datasets import load_scene
-
     scene, data = run.scene, run.cfg.data
     photos = load_scene(data.data, format=data.format, downscale=1, splits=("test",))
     ids, photo_ids = scene.splits.get("test"), photos.splits.get("test")
@@ -232,9 +167,6 @@ def benchmark_sr(cfg: SRBenchConfig, progress: bool = True) -> dict:
          "error_sweep": per error fraction f, {"fraction", "input_psnr" (against the box-filtered
          photos; None for f = 0), "bicubic", "adapted" (PSNR against the photos), "gain_db"}}.
     """
-    from nerf.sr.weights import load_sr_weights
-    from nerf.train.loading import load_trained_run
-
     if cfg.scale not in (2, 4):
         raise ConfigError(f"scale = {cfg.scale}: expected 2 or 4")
     fractions = parse_fractions(cfg.error_fractions)

@@ -25,17 +25,11 @@ from nerf.errors import ExportError
 from nerf.export.mesh import MeshConfig, MeshStats, extract_mesh, mesh_box, require_lattice_fits
 from nerf.export.mesh_io import save_mesh
 from nerf.export.visibility import render_free_distances, seen_empty
-from nerf.train.loading import TrainedRun
+from nerf.jobs.run import TrainedRun, training_cameras
 
 
 SURFACE_RAYS = 8192  # training rays rendered to measure the surface density
 SURFACE_OPACITY = 0.99  # rays counted: those ending on matter
-
-
-def training_cameras(run: TrainedRun):
-    """The cameras the field was trained on (every camera when the scene has no train split)."""
-    ids = run.scene.splits.get("train")
-    return run.scene.cameras if ids is None or len(ids) == 0 else run.scene.cameras[torch.as_tensor(ids)]
 
 
 @torch.no_grad()
@@ -66,7 +60,7 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
     cols = torch.randint(scene.width, (rays,), generator=gen)
     rows = torch.randint(scene.height, (rays,), generator=gen)
     origins, directions = cams.pixel_rays(views.to(dev), cols.to(dev), rows.to(dev))
-    field_ = density_field(run)
+    field_ = renderer.field
     points, chunk = [], run.cfg.train.render_chunk
     for start in range(0, rays, chunk):
         o, d = origins[start : start + chunk], directions[start : start + chunk]
@@ -87,12 +81,6 @@ class MeshJobConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     unbounded_crop: float = 1.0  # half-size of the default crop box of unbounded scenes
     mesh: MeshConfig = field(default_factory=MeshConfig)
-
-
-def density_field(run: TrainedRun):
-    """The field whose density defines the surface (the fine network of a vanilla NeRF)."""
-    f = run.renderer.field
-    return f.fine if hasattr(f, "fine") else f
 
 
 def crop_to_occupied(
@@ -139,7 +127,7 @@ def export_mesh(run: TrainedRun, cfg: MeshJobConfig, progress: bool = False) -> 
     if mesh_cfg.iso_level == "auto":
         mesh_cfg = dataclasses.replace(mesh_cfg, iso_level=rendered_surface_level(run))
     seen_fn = seen_empty_function(run, mesh_cfg.seen_views, progress) if mesh_cfg.fill_unseen else None
-    field_ = density_field(run)
+    field_ = renderer.field
     dev = renderer.aabb.device
 
     @torch.no_grad()

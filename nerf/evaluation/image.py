@@ -5,9 +5,6 @@ LPIPS is reported only when the optional `lpips` package imports; it is never re
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import imageio.v3 as iio
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -42,40 +39,6 @@ def ssim(image: Tensor, target: Tensor) -> float:
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return float(s.mean())
-
-
-@torch.no_grad()
-def score_views(
-    renderer,  # nerf.render.renderer.Renderer
-    scene,  # nerf.datasets.scene.Scene
-    cameras,  # scene.cameras on the renderer's device
-    views: list[int],
-    chunk: int,
-    image_dir: Path | None = None,
-    prefix: str = "test",
-    progress: bool = False,
-) -> list[dict]:
-    """Render `views`, score them against the photos (PSNR, SSIM), optionally save the renders.
-
-    Returns one {"view", "psnr", "ssim"} record per view; images go to
-    `image_dir/<prefix>_<view>.png`.
-    """
-    from tqdm import tqdm
-
-    from nerf.export.video import to_uint8_frame
-
-    dev = renderer.aabb.device
-    bg = scene.render_background.to(dev)
-    if image_dir is not None:
-        image_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in tqdm(views, desc=f"{prefix} views", disable=not progress, leave=False):
-        img = renderer.render_image(cameras, i, bg, chunk)["rgb"]
-        gt = scene.image_float(i, bg.cpu()).to(dev)
-        records.append({"view": i, "psnr": psnr(img, gt), "ssim": ssim(img, gt)})
-        if image_dir is not None:
-            iio.imwrite(image_dir / f"{prefix}_{i:04d}.png", to_uint8_frame(img))
-    return records
 
 
 class OptionalLPIPS:

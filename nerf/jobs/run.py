@@ -1,17 +1,29 @@
-"""Open a finished (or running) run directory for rendering and export."""
+"""A run directory opened for rendering and export, and the scene a run trains on."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from nerf.config import Config, load_config_file
+from nerf.datasets import load_scene
 from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import latest_checkpoint, load_checkpoint
 from nerf.train.trainer import resolve_device
+
+
+def prepare_scene(cfg: Config) -> Scene:
+    """Load the configured scene, generating the built-in demo scene first when asked."""
+    if cfg.data.generate_demo:
+        from nerf.datasets.demo import ensure_demo_scene
+
+        ensure_demo_scene(cfg.data.data)
+    return load_scene(cfg.data.data, format=cfg.data.format, downscale=cfg.data.downscale)
 
 
 @dataclass
@@ -25,8 +37,6 @@ class TrainedRun:
 
 def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     """Config, scene and renderer of the newest checkpoint in `run_dir`."""
-    from nerf.train.job import prepare_scene
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.txt").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.txt)")
@@ -47,3 +57,9 @@ def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
         raise CheckpointError(f"{path}: does not match the run's config.txt ({exc})") from exc
     renderer.eval()
     return TrainedRun(cfg, scene, renderer, int(state["step"]), run_dir)
+
+
+def training_cameras(run: TrainedRun):
+    """The cameras the field was trained on (every camera when the scene has no train split)."""
+    ids = run.scene.splits.get("train")
+    return run.scene.cameras if ids is None or len(ids) == 0 else run.scene.cameras[torch.as_tensor(ids)]

@@ -18,11 +18,14 @@ from tqdm import tqdm
 from nerf import distributed
 from nerf.cameras import Cameras
 from nerf.config import RenderConfig
+from nerf.datasets import load_scene
 from nerf.errors import ConfigError, ExportError
 from nerf.export.camera_paths import interpolate_path, load_nerfstudio_camera_path, orbit_path, spiral_path
-from nerf.export.video import colorize_depth, to_uint8_frame, write_frames, write_video
-from nerf.train.loading import TrainedRun
-from nerf.train.metrics import score_views
+from nerf.evaluation.views import score_views
+from nerf.export.video import colorize_depth, write_frames, write_video
+from nerf.frames import to_uint8_frame
+from nerf.jobs.run import TrainedRun
+from nerf.rotations import mean_up
 
 OUTPUT_KINDS = ("rgb", "depth", "opacity")
 
@@ -60,11 +63,6 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
     return result
 
 
-def _up_axis(cameras: Cameras) -> torch.Tensor:  # [3] mean camera "up" (-y in OpenCV)
-    up = -cameras.c2w[:, :3, 1].mean(dim=0)
-    return up / up.norm()
-
-
 def camera_path(run: TrainedRun, cfg: RenderConfig) -> tuple[Cameras, float]:
     """The cameras of the requested path, in the normalised frame, and the frame rate."""
     scene = run.scene
@@ -75,7 +73,8 @@ def camera_path(run: TrainedRun, cfg: RenderConfig) -> tuple[Cameras, float]:
         raise ConfigError(f"frames = {cfg.frames}: need at least one frame")
     if cfg.path == "orbit":
         center = (scene.aabb[0] + scene.aabb[1]) / 2 if not scene.unbounded else torch.zeros(3)
-        up = _up_axis(train)
+        up = torch.as_tensor(mean_up(train.c2w), dtype=torch.float32)
+        up = up / up.norm()
         rel = train.centers - center
         radius = float(rel.norm(dim=-1).mean()) * cfg.radius_scale
         if cfg.elevation >= 0:
@@ -125,8 +124,6 @@ def training_pairs(run: TrainedRun, scale: int, progress: bool = True) -> tuple[
     photos `scale` times larger, read from disk: exactly the task of upscaling novel views.
     Otherwise the renders are made at 1/scale of the training resolution against its photos.
     """
-    from nerf.datasets import load_scene
-
     scene, renderer = run.scene, run.renderer
     dev = renderer.aabb.device
     ids = scene.splits["train"].tolist()

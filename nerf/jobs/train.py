@@ -6,20 +6,13 @@ import time
 
 from nerf import distributed
 from nerf.config import Config, RenderConfig
-from nerf.datasets import load_scene
-from nerf.train.loading import TrainedRun
+from nerf.export.mesh import MeshConfig
+from nerf.jobs.mesh import MeshJobConfig, export_mesh
+from nerf.jobs.render import render_path
+from nerf.jobs.run import TrainedRun, prepare_scene
 from nerf.train.checkpoint import latest_checkpoint
 from nerf.train.rundir import prepare_run_dir
 from nerf.train.trainer import Trainer, resolve_device
-
-
-def prepare_scene(cfg: Config):
-    """Load the configured scene, generating the built-in demo scene first when asked."""
-    if cfg.data.generate_demo:
-        from nerf.datasets.demo import ensure_demo_scene
-
-        ensure_demo_scene(cfg.data.data)
-    return load_scene(cfg.data.data, format=cfg.data.format, downscale=cfg.data.downscale)
 
 
 def run_training_job(cfg: Config, quiet: bool = False) -> dict:
@@ -52,15 +45,10 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
     run = TrainedRun(cfg, scene, trainer.renderer.eval(), trainer.step, run_dir)
     outputs = {}
     if cfg.output.video_frames > 0:
-        from nerf.export.render_job import render_path
-
         rcfg = RenderConfig(run=str(run_dir), frames=cfg.output.video_frames, fps=cfg.output.video_fps,
                             elevation=cfg.output.video_elevation, outputs="rgb,depth")
         outputs.update(render_path(run, rcfg, run_dir / "renders", progress=not quiet))
     if cfg.output.mesh_resolution > 0:
-        from nerf.export.mesh import MeshConfig
-        from nerf.export.mesh_job import MeshJobConfig, export_mesh
-
         mcfg = MeshJobConfig(run=str(run_dir), mesh=MeshConfig(resolution=cfg.output.mesh_resolution))
         path, stats, seconds = export_mesh(run, mcfg, progress=not quiet)
         outputs["mesh"] = path
