@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import json
 import re
+import sys
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -247,6 +248,23 @@ def write_json_report(path: str | Path, record: dict, indent: int | None = 1) ->
         Path(path).write_text(json.dumps(record, indent=indent) + "\n")
     except OSError as exc:
         raise NerfError(f"{path}: cannot write the JSON results ({exc.strerror})") from exc
+
+
+def run_report_tool(argv, description: str, root: type, job, text) -> None:
+    """main() of a tool that runs one job and reports a dict of results.
+
+    Parses `root`'s options plus `--json`, runs `job(cfg) -> dict`, writes the JSON report when
+    asked and prints `text(result)`. A NerfError prints one line on stderr and exits with status 2.
+    """
+    try:
+        cfg, ns = parse_config(argv, description, add_json_option, root=root)
+        result = job(cfg)
+        if ns.json:
+            write_json_report(ns.json, result)
+    except NerfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(text(result))
 
 
 def config_to_text(cfg) -> str:

@@ -16,23 +16,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import the repository's package uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nerf.config import add_json_option, parse_config, write_json_report  # noqa: E402
-from nerf.errors import NerfError  # noqa: E402
+from nerf.config import run_report_tool  # noqa: E402
 
 
 def main(argv=None) -> None:
-    try:
-        from nerf.jobs.sr_bench import SRBenchConfig, benchmark_sr, format_report
+    from nerf.jobs.sr_bench import SRBenchConfig, benchmark_sr, format_report
 
-        cfg, ns = parse_config(argv, "Benchmark super-resolution of a run's renders.", add_json_option,
-                               root=SRBenchConfig)
-        result = benchmark_sr(cfg)
-        if ns.json:
-            write_json_report(ns.json, result)
-    except NerfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    print(format_report(result))
+    run_report_tool(argv, "Benchmark super-resolution of a run's renders.", SRBenchConfig, benchmark_sr, format_report)
 
 
 if __name__ == "__main__":

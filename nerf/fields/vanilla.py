@@ -144,24 +144,10 @@ class VanillaNeRF(nn.Module):
 
     sampling = "hierarchical"
 
-    def __init__(
-        self,
-        aabb: Tensor,  # [2, 3]
-        pos_frequencies: int = 10,
-        dir_frequencies: int = 4,
-        width: int = 256,
-        depth: int = 8,
-        skip_layers: Sequence[int] = (4,),
-        density_activation: str = "relu",
-        density_noise_std: float = 0.0,
-    ):
+    def __init__(self, aabb: Tensor, **field_args):  # aabb [2, 3]; field_args: VanillaField's
         super().__init__()
-        kwargs = dict(
-            pos_frequencies=pos_frequencies, dir_frequencies=dir_frequencies, width=width, depth=depth,
-            skip_layers=skip_layers, density_activation=density_activation, density_noise_std=density_noise_std,
-        )
-        self.coarse = VanillaField(aabb, **kwargs)
-        self.fine = VanillaField(aabb, **kwargs)
+        self.coarse = VanillaField(aabb, **field_args)
+        self.fine = VanillaField(aabb, **field_args)
 
     def query_density(
         self,

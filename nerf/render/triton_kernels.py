@@ -58,6 +58,18 @@ def _alpha(s):
 
 
 @triton.jit
+def _block_weights(t_starts_ptr, t_ends_ptr, sigmas_ptr, idx, mask, optical_depth, early_stop_eps):
+    """One block of a ray's samples: (t0, t1, s = sigma * delta, w = T * alpha, 0 past the early stop)."""
+    t0 = tl.load(t_starts_ptr + idx, mask=mask, other=0.0)
+    t1 = tl.load(t_ends_ptr + idx, mask=mask, other=0.0)
+    sigma = tl.load(sigmas_ptr + idx, mask=mask, other=0.0)
+    s = sigma * (t1 - t0)
+    transmittance = tl.exp(-(optical_depth + (tl.cumsum(s, axis=0) - s)))
+    keep = mask & (transmittance >= early_stop_eps)
+    return t0, t1, s, tl.where(keep, transmittance * _alpha(s), 0.0)
+
+
+@triton.jit
 def _composite_fwd_kernel(
     t_starts_ptr,  # [S]
     t_ends_ptr,  # [S]
@@ -89,13 +101,8 @@ def _composite_fwd_kernel(
     while (i < end) & (tl.exp(-optical_depth) >= early_stop_eps):
         idx = i + lanes
         mask = idx < end
-        t0 = tl.load(t_starts_ptr + idx, mask=mask, other=0.0)
-        t1 = tl.load(t_ends_ptr + idx, mask=mask, other=0.0)
-        sigma = tl.load(sigmas_ptr + idx, mask=mask, other=0.0)
-        s = sigma * (t1 - t0)
-        transmittance = tl.exp(-(optical_depth + (tl.cumsum(s, axis=0) - s)))
-        keep = mask & (transmittance >= early_stop_eps)
-        w = tl.where(keep, transmittance * _alpha(s), 0.0)
+        t0, t1, s, w = _block_weights(t_starts_ptr, t_ends_ptr, sigmas_ptr, idx, mask, optical_depth,
+                                      early_stop_eps)
         tl.store(weights_ptr + idx, w, mask=mask)
 
         acc_r += w * tl.load(rgbs_ptr + 3 * idx, mask=mask, other=0.0)
@@ -172,13 +179,8 @@ def _composite_bwd_kernel(
         while (i < end) & (tl.exp(-optical_depth) >= early_stop_eps):
             idx = i + lanes
             mask = idx < end
-            t0 = tl.load(t_starts_ptr + idx, mask=mask, other=0.0)
-            t1 = tl.load(t_ends_ptr + idx, mask=mask, other=0.0)
-            sigma = tl.load(sigmas_ptr + idx, mask=mask, other=0.0)
-            s = sigma * (t1 - t0)
-            transmittance = tl.exp(-(optical_depth + (tl.cumsum(s, axis=0) - s)))
-            keep = mask & (transmittance >= early_stop_eps)
-            w = tl.where(keep, transmittance * _alpha(s), 0.0)
+            _, _, s, w = _block_weights(t_starts_ptr, t_ends_ptr, sigmas_ptr, idx, mask, optical_depth,
+                                        early_stop_eps)
             acc_vw += w * tl.load(v_weights_ptr + idx, mask=mask, other=0.0)
             optical_depth += tl.sum(s, axis=0)
             i += BLOCK
