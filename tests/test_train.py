@@ -109,3 +109,24 @@ def test_main_job_writes_run_directory(tmp_path, tiny_scene_path):
     assert (run_dir / "renders" / "rgb_orbit.mp4").is_file()
     assert (run_dir / "renders" / "depth_orbit.mp4").is_file()
 
+
+
+DEMO_STEPS = 600  # about a minute of the README's demo configuration on 2 CPU cores
+DEMO_MIN_PSNR = 28.0  # dB on 5 held-out views; the full 210 s budget reaches 32 dB
+
+
+@pytest.mark.slow
+def test_demo_configuration_learns_the_demo_scene(tmp_path):
+    """The README's main configuration on the built-in scene, step-budgeted: held-out quality."""
+    from pathlib import Path
+
+    from nerf.config import parse_config
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.txt"
+    cfg, _ = parse_config(["--config", str(config), "--data", str(tmp_path / "demo"),
+                           "--runs_dir", str(tmp_path / "runs"), "--steps", str(DEMO_STEPS),
+                           "--max_seconds", "0", "--eval_views", "5", "--video_frames", "0",
+                           "--mesh_resolution", "0"], "test")
+    metrics = run_training_job(cfg, quiet=True)["metrics"]
+    assert metrics["step"] == DEMO_STEPS
+    assert metrics["psnr"] >= DEMO_MIN_PSNR, metrics
