@@ -35,6 +35,7 @@ setup(
         "scikit-image>=0.21",
         "scipy>=1.9",
         "tqdm>=4.60",
+        "numba>=0.59",  # CPU kernels, compiled at first use (a wheel with its own LLVM)
     ],
     extras_require=extras,
     entry_points={

@@ -6,7 +6,7 @@ Every accelerated op (compositing, the hash grid, ray marching) has a pure-PyTor
     "triton"  the triton package imports, and the tensors are CUDA tensors (CUDA available) or
               CPU tensors run by Triton's interpreter (TRITON_INTERPRET=1, slow; for tests)
     "tcnn"    the tinycudann package (tiny-cuda-nn's PyTorch bindings) imports, CUDA tensors
-    "numba"   the numba package imports, CPU tensors (no op has numba kernels yet)
+    "numba"   the numba package imports, CPU tensors (the hash grid's CPU kernels)
 
 `usable(name, device)` answers for tensors on `device`; with `device=None` it answers for "some
 device of this process" (triton: CUDA available or the interpreter on). `resolve` turns an op's
@@ -130,7 +130,7 @@ def tcnn_available(device: torch.device | str | None = None) -> bool:
 
 
 def numba_available(device: torch.device | str | None = None) -> bool:
-    """numba imports (and `device`, if given, is the CPU). No op has numba kernels yet."""
+    """numba imports (and `device`, if given, is the CPU)."""
     return usable("numba", device)
 
 

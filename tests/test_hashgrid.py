@@ -244,3 +244,48 @@ def test_triton_half_table_reads_float16_accumulates_float32():
     assert grad.dtype == torch.float32
     # The gradient does not depend on the table values, so the float16 copy leaves it unchanged.
     torch.testing.assert_close(grad, grad_ref, **BWD_TOL)
+
+
+needs_numba = pytest.mark.skipif("numba" not in available_hashgrid_backends(), reason="numba does not import here")
+
+
+@needs_numba
+@pytest.mark.parametrize("n_features", [1, 2, 4])
+def test_numba_backend_matches_float64_reference(n_features):
+    from nerf.encodings.hashgrid_numba import hash_encode as numba_encode
+
+    levels, table, x = _random_case(n_features)
+    table = table.requires_grad_()
+    table64 = table.detach().double().requires_grad_()
+    out = numba_encode(x, table, levels)
+    ref = reference_encode(x, table64, levels)
+    torch.testing.assert_close(out.double(), ref, **FWD_TOL)
+    v = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * v).sum(), table)
+    (grad_ref,) = torch.autograd.grad((ref * v.double()).sum(), table64)
+    torch.testing.assert_close(grad.double(), grad_ref, **BWD_TOL)
+
+
+@needs_numba
+@pytest.mark.parametrize("n_points", [0, 1, 4096 * 2 + 17])  # none, one, several parallel blocks
+def test_numba_backend_edge_sizes(n_points):
+    torch.manual_seed(1)
+    grid = HashGrid(n_levels=3, n_features=2, log2_table_size=9, base_resolution=4, max_resolution=40, backend="numba")
+    ref = HashGrid(n_levels=3, n_features=2, log2_table_size=9, base_resolution=4, max_resolution=40, backend="torch")
+    with torch.no_grad():
+        ref.params.copy_(torch.randn_like(ref.params))
+        grid.params.copy_(ref.params)
+    x = torch.rand(n_points, 3) * 1.4 - 0.2  # some outside the cube: clamped
+    out, out_ref = grid(x), ref(x)
+    torch.testing.assert_close(out, out_ref, **FWD_TOL)
+    v = torch.randn_like(out_ref)
+    (grad,) = torch.autograd.grad((out * v).sum(), grid.params)
+    (grad_ref,) = torch.autograd.grad((out_ref * v).sum(), ref.params)
+    torch.testing.assert_close(grad, grad_ref, **BWD_TOL)
+
+
+@needs_numba
+def test_auto_picks_numba_on_a_cpu():
+    assert HashGrid(n_levels=2, log2_table_size=8).resolve_backend(torch.device("cpu")) == "numba"
+    float64 = HashGrid(n_levels=2, log2_table_size=8).double()  # the kernels are float32-only
+    assert float64.resolve_backend(torch.device("cpu")) == "torch"

@@ -17,7 +17,8 @@ Backends, same signature `hash_encode(positions, table, levels) -> [N, L*F]`:
     "torch"  this module (the specification; runs anywhere, the CPU training path)
     "triton" `nerf.encodings.hashgrid_triton` (fused kernels; CPU tensors under TRITON_INTERPRET=1)
     "tcnn"   `nerf.encodings.hashgrid_tcnn` (tiny-cuda-nn, when installed, CUDA only)
-    "auto"   tcnn, else triton on CUDA tensors; torch on CPU tensors.
+    "numba"  `nerf.encodings.hashgrid_numba` (fused CPU kernels compiled at first use, float32)
+    "auto"   tcnn, else triton on CUDA tensors; numba, else torch on CPU tensors.
 
 The torch backend is an autograd.Function with an explicit backward. On CPU its cost is memory
 traffic, so it walks level by level (one level's table stays in cache) over chunks of points,
@@ -35,8 +36,8 @@ from nerf import backends
 from nerf.encodings.hashgrid_levels import HASH_PRIMES, HashGridLevels, make_levels, per_level_scale
 from nerf.errors import ConfigError
 
-BACKENDS = ("torch", "triton", "tcnn", "auto")
-KERNEL_BACKENDS = ("torch", "triton", "tcnn")  # what "auto" resolves to
+BACKENDS = ("torch", "triton", "tcnn", "numba", "auto")
+KERNEL_BACKENDS = ("torch", "triton", "tcnn", "numba")  # what "auto" resolves to
 
 # Points per chunk of the torch backend: its [chunk, 8] int64 buffers (1 MiB) stay in L2.
 CHUNK_POINTS = 16384
@@ -50,7 +51,8 @@ def available_hashgrid_backends() -> list[str]:
 
     Returns:
         ["torch"], plus "triton" when triton imports and CUDA is available or TRITON_INTERPRET=1
-        is set, plus "tcnn" when tinycudann imports and CUDA is available.
+        is set, plus "tcnn" when tinycudann imports and CUDA is available, plus "numba" when numba
+        imports (CPU tensors).
     """
     return backends.available(KERNEL_BACKENDS)
 
@@ -262,7 +264,7 @@ class HashGrid(nn.Module):
             raise ConfigError(f"hash grid: unknown backend {backend!r}; choose one of {BACKENDS}")
         if backend == "tcnn":  # needs CUDA and tinycudann, whatever device the grid moves to
             backends.require("tcnn", None, "hash grid", KERNEL_BACKENDS)
-        if half_table and backend in ("torch", "tcnn"):
+        if half_table and backend in ("torch", "tcnn", "numba"):
             raise ConfigError(f"hash grid: half_table applies to the Triton backend only, not {backend!r}")
         self.levels = make_levels(n_levels, n_features, log2_table_size, base_resolution, max_resolution)
         self.log2_table_size = log2_table_size
@@ -284,8 +286,10 @@ class HashGrid(nn.Module):
 
     def resolve_backend(self, device: torch.device) -> str:
         """The backend a forward on `device` uses: "auto" resolved (tcnn, else triton, for CUDA
-        tensors; torch on a CPU), a named one checked (`nerf.backends.BackendError`, a ConfigError)."""
-        return backends.resolve(self.backend, KERNEL_BACKENDS, device, "hash grid", auto=("tcnn", "triton"))
+        tensors; numba, else torch, on a CPU; torch for a float64 table), a named one checked
+        (`nerf.backends.BackendError`, a ConfigError)."""
+        auto = ("tcnn", "triton", "numba") if self.params.dtype == torch.float32 else ()
+        return backends.resolve(self.backend, KERNEL_BACKENDS, device, "hash grid", auto=auto)
 
     def forward(self, positions: Tensor) -> Tensor:  # [N, 3] -> [N, L*F] float32
         if positions.dim() != 2 or positions.shape[1] != 3 or not positions.is_floating_point():
@@ -300,6 +304,9 @@ class HashGrid(nn.Module):
                     self.levels, self.log2_table_size, self.base_resolution, self.per_level_scale
                 )
             return self._tcnn(positions, self.params)
+        if backend == "numba":
+            numba_module = importlib.import_module("nerf.encodings.hashgrid_numba")
+            return numba_module.hash_encode(positions, self.table, self.levels)
         if backend == "triton":
             triton_module = importlib.import_module("nerf.encodings.hashgrid_triton")
             return triton_module.hash_encode(positions, self.table, self.levels, half_table=self.half_table)
