@@ -7,9 +7,12 @@ Backends share one signature:
     "torch"   nerf.render.reference        vectorised PyTorch, autograd; the CPU path
     "triton"  nerf.render.triton_kernels   fused forward/backward kernels; CUDA, or the CPU
                                            under TRITON_INTERPRET=1 (slow; for tests)
+    "numba"   nerf.render.numba_kernels    fused forward/backward CPU kernels, parallel over
+                                           rays, compiled at first use (needs numba)
 
-"auto" picks Triton for CUDA tensors when it is available, PyTorch otherwise. Backends are
-imported on first use, so importing this module needs neither Triton nor a GPU.
+"auto" picks Triton for CUDA tensors when it is available, numba for float32 CPU tensors when
+numba imports, PyTorch otherwise. Backends are imported on first use, so importing this module
+needs neither Triton, numba nor a GPU.
 """
 
 import importlib
@@ -20,7 +23,12 @@ from torch import Tensor
 
 from nerf import backends
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("torch", "triton", "numba")
+MODULES = {
+    "torch": "nerf.render.reference",
+    "triton": "nerf.render.triton_kernels",
+    "numba": "nerf.render.numba_kernels",
+}
 
 
 class RenderOutput(NamedTuple):
@@ -37,7 +45,7 @@ def available_backends() -> list[str]:
 
     Returns:
         ["torch"], plus "triton" when triton imports and either CUDA is available or
-        TRITON_INTERPRET=1 is set.
+        TRITON_INTERPRET=1 is set, plus "numba" when numba imports (CPU tensors).
     """
     return backends.available(BACKENDS)
 
@@ -92,10 +100,13 @@ def _check_inputs(
             )
 
 
-def pick_backend(backend: str, device: torch.device) -> str:
-    """Resolve "auto" (Triton for CUDA tensors when usable, else torch) and refuse a backend that
-    cannot run on `device` here (`nerf.backends.BackendError`, a ValueError)."""
-    return backends.resolve(backend, BACKENDS, device, "composite", auto=("triton",))
+def pick_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """Resolve "auto" (Triton for CUDA tensors when usable; numba for float32 CPU tensors when
+    usable; else torch) and refuse a backend that cannot run on `device` here
+    (`nerf.backends.BackendError`, a ValueError). `dtype` is that of sigmas: "auto" picks numba
+    only for float32 (other dtypes run on the reference)."""
+    auto = ("triton", "numba") if dtype == torch.float32 else ("triton",)
+    return backends.resolve(backend, BACKENDS, device, "composite", auto=auto)
 
 
 def composite(
@@ -125,9 +136,9 @@ def composite(
         rgbs: [S, 3] colours.
         n_rays: number of rays N.
         background: [N, 3] or [3] colour behind each ray; None means black.
-        backend: "auto", "torch" or "triton" (see the module docstring).
+        backend: "auto", "torch", "triton" or "numba" (see the module docstring).
         early_stop_eps: samples whose transmittance is below this get weight 0, and the Triton
-            kernel stops marching the ray there; 0 (default) keeps the exact equation.
+            and numba kernels stop marching the ray there; 0 (default) keeps the exact equation.
 
     Returns:
         RenderOutput(rgb [N, 3], opacity [N], depth [N], weights [S]) in the dtype of sigmas.
@@ -139,7 +150,6 @@ def composite(
     _check_inputs(t_starts, t_ends, ray_indices, sigmas, rgbs, n_rays, background)
     if early_stop_eps < 0.0:
         raise ValueError(f"composite: early_stop_eps must be >= 0, got {early_stop_eps}")
-    chosen = pick_backend(backend, sigmas.device)
-    module_name = "nerf.render.reference" if chosen == "torch" else "nerf.render.triton_kernels"
-    impl = importlib.import_module(module_name).composite
+    chosen = pick_backend(backend, sigmas.device, sigmas.dtype)
+    impl = importlib.import_module(MODULES[chosen]).composite
     return impl(t_starts, t_ends, ray_indices, sigmas, rgbs, n_rays, background, early_stop_eps=early_stop_eps)
