@@ -42,13 +42,23 @@ def test_auto_on_cpu_without_interpreter_picks_torch(machine):
 
 
 def test_auto_on_cpu_with_interpreter_still_picks_torch(machine):
-    machine(cuda=False, interpret=True, installed=("triton", "tinycudann", "numba"))
+    machine(cuda=False, interpret=True, installed=("triton", "tinycudann"))
     assert backends.usable("triton", CPU)
     assert pick_backend("auto", CPU) == "torch"
     assert march_module.pick_backend("auto", CPU) == "torch"
     assert HashGrid(2, 2, 8, 4, 16, backend="auto").resolve_backend(CPU) == "torch"
     assert available_backends() == ["torch", "triton"]
     assert available_hashgrid_backends() == ["torch", "triton"]  # tcnn needs CUDA
+
+
+def test_auto_on_cpu_picks_numba_never_the_interpreter(machine):
+    machine(cuda=False, interpret=True, installed=("triton", "tinycudann", "numba"))
+    assert pick_backend("auto", CPU) == "numba"
+    assert pick_backend("auto", CPU, torch.float64) == "torch"  # the numba kernels are float32 paths
+    assert march_module.pick_backend("auto", CPU) == "numba"
+    assert HashGrid(2, 2, 8, 4, 16, backend="auto").resolve_backend(CPU) == "numba"
+    assert available_backends() == ["torch", "triton", "numba"]
+    assert available_hashgrid_backends() == ["torch", "triton", "numba"]
 
 
 def test_auto_on_cuda_prefers_the_kernels(machine):

@@ -1,15 +1,17 @@
-"""Ray marching through the dispatcher `nerf.sampling.march.march`: both backends on the same inputs.
+"""Ray marching through the dispatcher `nerf.sampling.march.march`: every backend on the same inputs.
 
-The PyTorch reference (`march_reference`) and the Triton kernels (`march_triton`; on CPU in
-Triton's interpreter, which tests/conftest.py switches on) are called through the dispatcher with
-identical arguments, so the shared set-up (box entry, near/far, stratified jitter) is the same
-and only the backends differ. Inputs are small: a 16^3 grid with 2 cascades, ~64 rays.
+The PyTorch reference (`march_reference`), the Triton kernels (`march_triton`; on CPU in
+Triton's interpreter, which tests/conftest.py switches on) and the numba kernels (`march_numba`)
+are called through the dispatcher with identical arguments, so the shared set-up (box entry,
+near/far, stratified jitter) is the same and only the backends differ. Inputs are small: a 16^3
+grid with 2 cascades, ~64 rays.
 
-Sample sets are compared with a tolerance on t, not for equality: with cone_angle > 0 the
-kernel computes (1 + c)^e as exp2(e log2(1 + c)) where torch calls pow, so t differs by
-rounding and a midpoint lying on a cell face may fall on the other side (see the docstring of
-nerf.sampling.march_triton). A sample that only one backend emits is accepted only when the
-occupancy changes within `FACE_RTOL` of its midpoint.
+numba repeats the reference's float32 arithmetic, so its samples (and payload) must be identical,
+bit for bit (`assert_identical`). Triton's are compared with a tolerance on t: with
+cone_angle > 0 the kernel computes (1 + c)^e as exp2(e log2(1 + c)) where torch calls pow, so t
+differs by rounding and a midpoint lying on a cell face may fall on the other side (see the
+docstring of nerf.sampling.march_triton). A sample that only one backend emits is accepted only
+when the occupancy changes within `FACE_RTOL` of its midpoint.
 """
 
 import copy
@@ -32,7 +34,8 @@ from nerf.sampling.occupancy import OccupancyGrid
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 needs_triton = pytest.mark.skipif(not backends.usable("triton", DEVICE), reason=f"triton cannot run on {DEVICE} here")
-BACKENDS = ["torch", pytest.param("triton", marks=needs_triton)]
+needs_numba = pytest.mark.skipif(not backends.usable("numba", DEVICE), reason=f"numba cannot run on {DEVICE} here")
+BACKENDS = ["torch", pytest.param("triton", marks=needs_triton), pytest.param("numba", marks=needs_numba)]
 
 T_RTOL = 1e-5  # kernel vs reference t, relative (pow vs exp2-log2 rounding of geometric steps)
 T_ATOL = 1e-6  # absolute floor for t near 0
@@ -113,9 +116,10 @@ def assert_same_samples(grid, origins, directions, out, ref):
 # --- the two backends through the dispatcher ---------------------------------------------------
 
 
-def test_backends_share_one_signature():
-    march_triton = pytest.importorskip("nerf.sampling.march_triton")
-    assert inspect.signature(march_triton.march) == inspect.signature(march_reference.march)
+@pytest.mark.parametrize("module", ["nerf.sampling.march_triton", "nerf.sampling.march_numba"])
+def test_backends_share_one_signature(module):
+    backend = pytest.importorskip(module)
+    assert inspect.signature(backend.march) == inspect.signature(march_reference.march)
 
 
 @needs_triton
@@ -219,19 +223,199 @@ def test_early_stop_agrees_between_backends():
     assert_same_samples(grid, origins, directions, out, ref)
 
 
+# --- numba: the reference, bit for bit ----------------------------------------------------------
+
+
+def assert_identical(out, ref):
+    """Same samples, same order, same float32 bits (and the same payload rows)."""
+    assert out.n_rays == ref.n_rays
+    for name in ("t_starts", "t_ends", "ray_indices"):
+        a, b = getattr(out, name), getattr(ref, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), f"{name} differs from the reference"
+    assert (out.payload is None) == (ref.payload is None)
+    if ref.payload is not None:
+        assert torch.equal(out.payload, ref.payload), "payload differs from the reference"
+
+
+def cascaded_grid(seed=0) -> OccupancyGrid:
+    """A 16^3 grid over [-8, 8]^3: 4 cascades (half-sizes 1, 2, 4, 8), each 30% occupied."""
+    grid = OccupancyGrid(torch.tensor([[-8.0, -8, -8], [8, 8, 8]]), resolution=RES)
+    assert grid.cascades == 4
+    gen = torch.Generator().manual_seed(seed)
+    grid.binaries = torch.rand(grid.cascades, RES**3, generator=gen) < 0.3
+    grid._refresh_occupied_box()
+    return grid.to(DEVICE)
+
+
+def dense_sphere(origins, directions, payload=True, sigma=50.0):
+    """sigma_fn of an opaque sphere of radius RADIUS; the payload is (t_start, ray id, sigma)."""
+
+    def sigma_fn(t_starts, t_ends, ray_ids):
+        assert not torch.is_grad_enabled(), "sigma_fn must run without gradient"
+        mid = 0.5 * (t_starts + t_ends)
+        sig = sigma * ((origins[ray_ids] + directions[ray_ids] * mid[:, None]).norm(dim=-1) < RADIUS).float()
+        return (sig, torch.stack([t_starts, ray_ids.float(), sig], dim=-1)) if payload else sig
+
+    return sigma_fn
+
+
+@needs_numba
+@pytest.mark.parametrize("cone_angle", CONE_ANGLES + (1.0 / 8,))
+@pytest.mark.parametrize("make_grid", [random_grid, sphere_grid, cascaded_grid], ids=["random", "sphere", "cascades"])
+def test_numba_equals_reference(make_grid, cone_angle):
+    grid = make_grid()
+    origins, directions = make_rays()
+    if make_grid is cascaded_grid:
+        origins = origins * 3.0  # outside the [-8, 8] box, rays cross all four cascades
+    ref = march(grid, origins, directions, STEP, cone_angle, backend="torch")
+    out = march(grid, origins, directions, STEP, cone_angle, backend="numba")
+    assert len(ref) > 0
+    assert_identical(out, ref)
+
+
+@needs_numba
+@pytest.mark.parametrize("cone_angle", CONE_ANGLES)
+def test_numba_stratified_near_far_odd_resolution_rays_inside(cone_angle):
+    grid = random_grid(resolution=15, seed=3)
+    origins, directions = make_rays(200, seed=1, miss=5)
+    origins[:50] = torch.rand(50, 3, generator=torch.Generator().manual_seed(2)).to(DEVICE) * 3.0 - 1.5  # inside
+    for kwargs in (dict(near=2.5, far=5.0), dict(near=None, far=3.0), dict(near=0.5, far=None)):
+        args = dict(step=STEP, cone_angle=cone_angle, stratified=True, **kwargs)
+        ref = march(grid, origins, directions, generator=generator(5), backend="torch", **args)
+        out = march(grid, origins, directions, generator=generator(5), backend="numba", **args)
+        assert len(ref) > 0
+        assert_identical(out, ref)
+
+
+@needs_numba
+@pytest.mark.parametrize("payload", [True, False], ids=["payload", "sigma-only"])
+@pytest.mark.parametrize("cone_angle", CONE_ANGLES)
+@pytest.mark.parametrize("make_grid", [sphere_grid, random_grid], ids=["sphere", "random"])
+def test_numba_early_stop_equals_reference(make_grid, cone_angle, payload):
+    grid = make_grid()
+    origins, directions = make_rays()
+    for eps, sigma in ((0.0, 50.0), (1e-4, 3.0), (1e-2, 50.0)):
+        sigma_fn = dense_sphere(origins, directions, payload, sigma)
+        kwargs = dict(step=STEP, cone_angle=cone_angle, sigma_fn=sigma_fn, early_stop_eps=eps)
+        ref = march(grid, origins, directions, backend="torch", **kwargs)
+        out = march(grid, origins, directions, backend="numba", **kwargs)
+        assert len(ref) > 0
+        assert_identical(out, ref)
+    everything = march(grid, origins, directions, STEP, cone_angle, backend="numba")
+    assert len(everything) > len(out), "the test scene stops no ray early"
+
+
+@needs_numba
+def test_numba_equals_the_single_threaded_reference_on_wide_blocks():
+    """2000 rays: blocks of 64000 candidates, which torch splits between threads. With one thread
+    the reference's geometric factors all come from torch's vectorised pow (march_numba docstring)."""
+    grid = cascaded_grid()
+    origins, directions = make_rays(2000, seed=4, miss=10)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for cone_angle in (1.0 / 256, 1.0 / 64):
+            kwargs = dict(step=0.01, cone_angle=cone_angle, stratified=True)
+            ref = march(grid, 3.0 * origins, directions, generator=generator(0), backend="torch", **kwargs)
+            out = march(grid, 3.0 * origins, directions, generator=generator(0), backend="numba", **kwargs)
+            assert len(ref) > 0
+            assert_identical(out, ref)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_numba
+def test_numba_occupancy_test_equals_is_occupied_at_cascade_faces():
+    """Points on and one float32 step either side of every cascade's faces, where the reference's
+    ceil(log2(.)) rounds (16 * (1 + 2^-23) is level 4 for torch, outside that cascade)."""
+    from nerf.sampling import march_numba
+
+    grid = OccupancyGrid(torch.tensor([[-128.0, -128, -128], [128, 128, 128]]), resolution=8)
+    assert grid.cascades == 8 and grid.base_half == 1.0
+    grid.binaries = torch.rand(grid.cascades, 8**3, generator=torch.Generator().manual_seed(0)) < 0.5
+    faces = torch.tensor([2.0**k for k in range(-2, 9)])
+    up, down = torch.nextafter(faces, torch.tensor(math.inf)), torch.nextafter(faces, torch.tensor(0.0))
+    radii = torch.cat([faces, up, down])
+    gen = torch.Generator().manual_seed(1)
+    points = (torch.rand(len(radii) * 6, 3, generator=gen) * 2 - 1) * radii.repeat(6)[:, None]  # inside the cube
+    axis = torch.arange(len(points)) % 3
+    sign = torch.where(torch.arange(len(points)) // len(radii) % 2 == 0, 1.0, -1.0)
+    points[torch.arange(len(points)), axis] = sign * radii.repeat(6)  # on (or next to) a face
+    points = points + grid.center
+    s = march_numba._Setup(grid, points, points, points[:, 0], points[:, 0], STEP, 0.0, 1)
+    expected = grid.is_occupied(points)
+    got = [march_numba._occupied(*p.numpy(), s.binaries, *s.center, s.base_half, s.pow2, s.res) for p in points]
+    assert got == expected.tolist()
+    assert 0 < int(expected.sum()) < len(points)
+
+
+@needs_numba
+@pytest.mark.parametrize("eps", [1e-4, 1e-2, 0.5, 1.0, 3.0])
+def test_numba_transmittance_threshold_is_torchs_test(eps):
+    from nerf.sampling import march_numba
+
+    threshold = torch.tensor(march_numba._survival_threshold(eps), dtype=torch.float32)
+    above = torch.nextafter(threshold, torch.tensor(math.inf))
+    assert bool(torch.exp(-threshold) >= eps) and not bool(torch.exp(-above) >= eps)
+    assert march_numba._survival_threshold(0.0) == math.inf
+
+
+@needs_numba
+def test_numba_early_stop_without_the_threshold_uses_torchs_test(monkeypatch):
+    from nerf.sampling import march_numba
+
+    grid = sphere_grid()
+    origins, directions = make_rays()
+    kwargs = dict(step=STEP, cone_angle=1.0 / 64, sigma_fn=dense_sphere(origins, directions), early_stop_eps=1e-2)
+    ref = march(grid, origins, directions, backend="torch", **kwargs)
+    monkeypatch.setattr(march_numba, "_survival_threshold", lambda eps: None)
+    assert_identical(march(grid, origins, directions, backend="numba", **kwargs), ref)
+
+
+@needs_numba
+def test_numba_follows_the_reference_block_schedule(monkeypatch):
+    """With few candidates per chunk the reference's blocks shrink with the number of live rays;
+    numba walks the same blocks (with sigma_fn) and tries the same steps (without)."""
+    from nerf.sampling import march_numba
+
+    for module in (march_reference, march_numba):
+        monkeypatch.setattr(module, "MAX_CANDIDATES_PER_CHUNK", 200)  # 64 rays: 3 steps per block
+    grid = sphere_grid()
+    origins, directions = make_rays()
+    for cone_angle in CONE_ANGLES:
+        for sigma_fn in (None, dense_sphere(origins, directions)):
+            kwargs = dict(step=STEP, cone_angle=cone_angle, sigma_fn=sigma_fn, early_stop_eps=1e-2)
+            assert_identical(march(grid, origins, directions, backend="numba", **kwargs),
+                             march(grid, origins, directions, backend="torch", **kwargs))
+    counts = torch.tensor([0, 1, 3, 4, 7, 30, 31, 100])
+    tried = march_numba._tried_steps(counts)
+    # the reference's loop without sigma_fn, simulated directly: 7 live rays -> 28-step blocks, ...
+    expected, k, live = torch.zeros_like(counts), 0, counts > 0
+    while bool(live.any()):
+        k += max(1, min(march_numba.MARCH_BLOCK, 200 // int(live.sum())))
+        expected[live & (counts <= k)] = k
+        live &= counts > k
+    assert torch.equal(tried, expected)
+
+
 # --- the dispatcher's own contract -------------------------------------------------------------
 
 
 def test_backend_choice():
     cpu = torch.device("cpu")
-    assert pick_backend("auto", cpu) == "torch"  # on a CPU "auto" is the torch loop, interpreter or not
+    native = "numba" if backends.usable("numba", cpu) else "torch"
+    assert pick_backend("auto", cpu) == native  # never Triton's interpreter on a CPU
+    assert pick_backend("auto", cpu, torch.float64) == "torch"  # numba's arithmetic is float32
     assert pick_backend("torch", cpu) == "torch"
     with pytest.raises(ValueError, match="unknown backend"):
         pick_backend("cuda", cpu)
     grid = random_grid()
     origins, directions = make_rays(4, miss=0)
-    with pytest.raises(ValueError, match="march: unknown backend 'numba'"):
-        march(grid, origins, directions, STEP, backend="numba")
+    with pytest.raises(ValueError, match="march: unknown backend 'tcnn'"):
+        march(grid, origins, directions, STEP, backend="tcnn")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="march: backend 'numba' cannot run on cuda"):
+            pick_backend("numba", torch.device("cuda"))
 
 
 def test_triton_on_cpu_without_interpreter_is_refused(monkeypatch):

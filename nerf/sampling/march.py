@@ -9,11 +9,15 @@ backend shares once: where each ray enters and leaves the box of occupied cells,
     "torch"   nerf.sampling.march_reference   the PyTorch loop; the CPU path, the specification
     "triton"  nerf.sampling.march_triton      count/fill kernels, then the same early stop;
                                               CUDA, or the CPU under TRITON_INTERPRET=1 (tests)
+    "numba"   nerf.sampling.march_numba       CPU kernels, parallel over rays: count/fill, or
+                                              with sigma_fn the reference's block loop around
+                                              one kernel per block (compiled at first use)
 
-"auto" picks Triton for CUDA tensors when it is usable, PyTorch otherwise (`nerf.backends`).
-Both give the same samples, up to float rounding of the geometric steps (see the docstring of
-`nerf.sampling.march_triton`). Backends are imported on first use, so importing this module
-needs neither Triton nor a GPU.
+"auto" picks Triton for CUDA tensors when it is usable, numba for float32 CPU tensors when numba
+imports, PyTorch otherwise (`nerf.backends`). numba gives the reference's samples bit for bit
+(one ulp exception in `nerf.sampling.march_numba`); Triton gives them up to float rounding of
+the geometric steps (see the docstring of `nerf.sampling.march_triton`). Backends are imported
+on first use, so importing this module needs neither Triton, numba nor a GPU.
 
 The step rule is `nerf.sampling.steps`; the grid and its cascades are `nerf.sampling.occupancy`.
 """
@@ -31,25 +35,32 @@ from nerf.sampling.occupancy import OccupancyGrid
 from nerf.sampling.packed import PackedSamples
 from nerf.sampling.stratified import ray_aabb_intersect
 
-BACKENDS = ("torch", "triton")
-MODULES = {"torch": "nerf.sampling.march_reference", "triton": "nerf.sampling.march_triton"}
+BACKENDS = ("torch", "triton", "numba")
+MODULES = {
+    "torch": "nerf.sampling.march_reference",
+    "triton": "nerf.sampling.march_triton",
+    "numba": "nerf.sampling.march_numba",
+}
 
 
-def pick_backend(backend: str, device: torch.device) -> str:
+def pick_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """The marching backend for rays on `device`: "auto" resolved, an unusable one refused.
 
     Args:
-        backend: "torch", "triton" (CUDA, or the CPU under TRITON_INTERPRET=1) or "auto" (triton
-            for CUDA tensors when it is usable, else torch).
+        backend: "torch", "triton" (CUDA, or the CPU under TRITON_INTERPRET=1), "numba" (CPU
+            tensors, numba installed) or "auto" (triton for CUDA tensors when it is usable, numba
+            for float32 CPU tensors when it is usable, else torch).
         device: where the rays live.
+        dtype: the rays' dtype; "auto" picks numba only for float32 (its arithmetic is float32).
 
     Returns:
-        "torch" or "triton".
+        "torch", "triton" or "numba".
 
     Raises:
         nerf.backends.BackendError (a ValueError): the name is unknown or cannot run on `device`.
     """
-    return backends.resolve(backend, BACKENDS, device, "march", auto=("triton",))
+    auto = ("triton", "numba") if dtype == torch.float32 else ("triton",)
+    return backends.resolve(backend, BACKENDS, device, "march", auto=auto)
 
 
 def _check_inputs(grid: OccupancyGrid, origins: Tensor, directions: Tensor, step: float) -> None:
@@ -103,7 +114,7 @@ def march(
         early_stop_eps: transmittance threshold used with `sigma_fn`.
         stratified: jitter each ray's start (training).
         generator: random generator on the rays' device, for reproducible jitter.
-        backend: "torch" (default), "triton" or "auto" (see the module docstring).
+        backend: "torch" (default), "triton", "numba" or "auto" (see the module docstring).
 
     Returns:
         PackedSamples: sorted by ray, t ascending within a ray, `n_rays` = N.
@@ -113,7 +124,7 @@ def march(
             unknown or cannot run on the rays' device.
     """
     _check_inputs(grid, origins, directions, step)
-    chosen = pick_backend(backend, origins.device)
+    chosen = pick_backend(backend, origins.device, origins.dtype)
     n, dev = origins.shape[0], origins.device
     t0, t1, hit = ray_aabb_intersect(origins, directions, grid.occupied_box)
     t0 = t0.clamp_min(0.0 if near is None else near)
