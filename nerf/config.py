@@ -38,7 +38,7 @@ class ModelConfig:
     hash_log2_size: int = 19  # log2 of the hash table size per level
     hash_base_resolution: int = 16  # coarsest grid resolution
     hash_max_resolution: int = 2048  # finest grid resolution over the unit box [-1, 1]^3
-    hash_backend: str = "auto"  # auto | torch | triton | tcnn
+    hash_backend: str = "auto"  # auto | torch | triton | tcnn | numba (auto: numba on a CPU, when installed)
     hidden_dim: int = 64  # width of the density and colour MLPs
     geo_features: int = 15  # geometry features passed from the density to the colour MLP
     sh_degree: int = 4  # spherical-harmonics degree of the view-direction encoding
@@ -58,7 +58,8 @@ class SamplerConfig:
     grid_threshold: float = 0.01  # occupied when density * step > min(threshold, grid mean)
     grid_warmup: int = 256  # steps during which every cell is evaluated at each update
     early_stop_eps: float = 1e-4  # stop marching a ray once its transmittance falls below this
-    march_backend: str = "auto"  # auto | torch | triton (auto: Triton kernels on CUDA)
+    march_backend: str = "auto"  # auto | torch | triton | numba (auto: Triton on CUDA, numba on CPU)
+    composite_backend: str = "auto"  # auto | torch | triton | numba (auto: Triton on CUDA, numba on CPU)
     n_coarse: int = 64  # vanilla: stratified samples per ray
     n_fine: int = 128  # vanilla: importance samples per ray
 

@@ -21,9 +21,11 @@ from nerf.errors import NerfError  # noqa: E402
 def main(argv=None) -> None:
     try:
         cfg, ns = parse_config(argv, "Benchmark a training configuration.", add_json_option)
+        from nerf.allocator import tune_malloc
         from nerf.jobs.run import prepare_scene
         from nerf.train.trainer import Trainer
 
+        tune_malloc()
         scene = prepare_scene(cfg)
         print(scene.summary())
         trainer = Trainer(cfg, scene, run_dir=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from nerf import distributed
+from nerf.allocator import tune_malloc
 from nerf.config import Config, RenderConfig
 from nerf.export.mesh import MeshConfig
 from nerf.jobs.mesh import MeshJobConfig, export_mesh
@@ -21,6 +22,7 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
     Under torchrun every rank trains; rank 0 alone prepares the run directory, evaluates and
     writes the outputs, and the result of the other ranks is None.
     """
+    tune_malloc()  # before the first large allocation
     start = time.perf_counter()
     d = distributed.init_distributed(resolve_device(cfg.device))
     quiet = quiet or not d.is_main

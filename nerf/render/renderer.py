@@ -96,7 +96,7 @@ class Renderer(nn.Module):
             sigmas, rgbs = (field_forward or field)(positions, directions[samples.ray_indices])
         out = composite(
             samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, rgbs,
-            samples.n_rays, background,
+            samples.n_rays, background, backend=self.cfg.composite_backend,
         )
         return RayResult(out.rgb, out.opacity, _normalised_depth(out.depth, out.opacity), len(samples))
 
