@@ -3,8 +3,8 @@
     python tools/benchmark_kernels.py [--small] [--repeats 50] [--interpret-timing]
     python tools/benchmark_kernels.py --train-lego ../shared/data/nerf_synthetic/lego [--seconds 120]
 
-Kernel mode times compositing (torch | triton), the hash grid (torch | triton | tcnn; forward,
-and forward + backward) and occupancy-grid marching (torch | triton). On CUDA each time is the
+Kernel mode times compositing (torch | numba | triton), the hash grid (torch | numba | triton |
+tcnn; forward, and forward + backward) and occupancy-grid marching (torch | numba | triton). On CUDA each time is the
 median of --repeats warm runs measured with CUDA events; on the CPU with time.perf_counter.
 There Triton runs in its interpreter, whose timings say nothing about the kernels, so those rows
 are skipped unless --interpret-timing.
@@ -80,7 +80,7 @@ def composite_cases(device, small):
     background, v_rgb = torch.rand(3, device=device), torch.randn(n, 3, device=device, generator=gen)
     fwd_bytes = s * (4 + 4 + 4 + 12 + 8 + 4) + n * 20  # t, t, sigma, rgb, ray index in; weight out; rays out
     bwd_bytes = s * (24 + 16) + n * 40  # inputs again, per-ray outputs + cotangents; sigma/rgb grads out
-    for backend in ("torch", "triton"):
+    for backend in ("torch", "numba", "triton"):
         def forward(backend=backend):
             with torch.no_grad():
                 composite(t_starts, t_ends, ray_indices, sigmas, rgbs, n, background, backend=backend)
@@ -99,7 +99,7 @@ def hashgrid_cases(device, small):
     n, geometry = (4096, dict(n_levels=8, log2_table_size=12, max_resolution=256)) if small else (1 << 20, {})
     gen = torch.Generator(device).manual_seed(0)
     x = torch.rand(n, 3, device=device, generator=gen)
-    for backend in ("torch", "triton", "tcnn"):
+    for backend in ("torch", "numba", "triton", "tcnn"):
         usable = backend in available_hashgrid_backends()
         enc = HashGrid(backend=backend if usable else "torch", **geometry).to(device)
         lf, f = enc.out_dim, enc.levels.n_features
@@ -134,7 +134,7 @@ def march_cases(device, small):
     for cone_angle in (0.0, 1.0 / 256):
         samples = len(march(grid, origins, directions, step, cone_angle))
         nbytes = n * 24 + samples * 16 + grid.cascades * resolution**3 // 8
-        for backend in ("torch", "triton"):
+        for backend in ("torch", "numba", "triton"):
             def march_rays(backend=backend, cone_angle=cone_angle):
                 march(grid, origins, directions, step, cone_angle, backend=backend)
 
