@@ -140,13 +140,25 @@ def _random_case(n_features, n_points=3000, seed=0):
     return levels, table, x
 
 
+def _numba_encode(positions, table, levels):
+    from nerf.encodings.hashgrid_numba import hash_encode as numba_encode
+
+    return numba_encode(positions, table, levels)
+
+
+ENCODERS = [pytest.param(hash_encode, id="torch"),
+            pytest.param(_numba_encode, id="numba", marks=pytest.mark.skipif(
+                "numba" not in available_hashgrid_backends(), reason="numba does not import here"))]
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
 @pytest.mark.parametrize("n_features", [1, 2, 4])
-def test_torch_backend_matches_float64_reference(n_features):
+def test_backend_matches_float64_reference(encode, n_features):
     levels, table, x = _random_case(n_features)
     assert any(levels.hashed) and not all(levels.hashed)
     table = table.requires_grad_()
     table64 = table.detach().double().requires_grad_()
-    out = hash_encode(x, table, levels)
+    out = encode(x, table, levels)
     ref = reference_encode(x, table64, levels)
     torch.testing.assert_close(out.double(), ref, **FWD_TOL)
     v = torch.randn_like(out)
@@ -247,23 +259,6 @@ def test_triton_half_table_reads_float16_accumulates_float32():
 
 
 needs_numba = pytest.mark.skipif("numba" not in available_hashgrid_backends(), reason="numba does not import here")
-
-
-@needs_numba
-@pytest.mark.parametrize("n_features", [1, 2, 4])
-def test_numba_backend_matches_float64_reference(n_features):
-    from nerf.encodings.hashgrid_numba import hash_encode as numba_encode
-
-    levels, table, x = _random_case(n_features)
-    table = table.requires_grad_()
-    table64 = table.detach().double().requires_grad_()
-    out = numba_encode(x, table, levels)
-    ref = reference_encode(x, table64, levels)
-    torch.testing.assert_close(out.double(), ref, **FWD_TOL)
-    v = torch.randn_like(out)
-    (grad,) = torch.autograd.grad((out * v).sum(), table)
-    (grad_ref,) = torch.autograd.grad((ref * v.double()).sum(), table64)
-    torch.testing.assert_close(grad.double(), grad_ref, **BWD_TOL)
 
 
 @needs_numba
