@@ -9,13 +9,16 @@ backend shares once: where each ray enters and leaves the box of occupied cells,
     "torch"   nerf.sampling.march_reference   the PyTorch loop; the CPU path, the specification
     "triton"  nerf.sampling.march_triton      count/fill kernels, then the same early stop;
                                               CUDA, or the CPU under TRITON_INTERPRET=1 (tests)
-    "numba"   nerf.sampling.march_numba       CPU kernels, parallel over rays: count/fill, or
-                                              with sigma_fn the reference's block loop around
-                                              one kernel per block (compiled at first use)
+    "numba"   nerf.sampling.march_numba       CPU kernels, parallel over rays, skipping empty
+                                              blocks of cells: count/fill, or with sigma_fn
+                                              batches of occupied candidates and the early stop
+                                              in numba (compiled at first use)
 
 "auto" picks Triton for CUDA tensors when it is usable, numba for float32 CPU tensors when numba
 imports, PyTorch otherwise (`nerf.backends`). numba gives the reference's samples bit for bit
-(one ulp exception in `nerf.sampling.march_numba`); Triton gives them up to float rounding of
+without sigma_fn; with it the kept samples too, except one whose optical depth lies within
+rounding of -log(eps), and it asks sigma_fn in other batches (see `nerf.sampling.march_numba`);
+Triton gives them up to float rounding of
 the geometric steps (see the docstring of `nerf.sampling.march_triton`). Backends are imported
 on first use, so importing this module needs neither Triton, numba nor a GPU.
 
@@ -106,7 +109,7 @@ def march(
         cone_angle: steps grow as t * cone_angle once that exceeds `step`; 0 keeps them constant.
         near, far: optional bounds on t.
         sigma_fn: None keeps every occupied sample. Otherwise densities are evaluated without
-            gradient, MARCH_BLOCK samples per live ray at a time, and samples behind a
+            gradient, a block of candidates per live ray at a time, and samples behind a
             transmittance below `early_stop_eps` are dropped, so training back-propagates only
             through samples that matter. When it returns (sigmas, payload) (e.g. colours at
             inference), the kept samples' rows come back in `PackedSamples.payload`, so nothing
