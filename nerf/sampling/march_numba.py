@@ -109,6 +109,11 @@ their payload rows gathered with one index_select.
 Dtypes: the arithmetic is float32 (other float dtypes are cast, as the Triton backend does; "auto"
 picks this backend only for float32 rays). Inputs must be CPU tensors; they reach the kernels as
 zero-copy numpy views.
+
+Length: this module is over the ~450-line guide because its kernels share one float32 walk (the
+step lattice, the cascade test and the skip-safety margins) whose exactness arguments above cover
+all of them; reading one kernel without the others invites a drift between them. The empty-block
+pyramid (`_build_mips`, `_grid_mips` and their cache) is the natural seam for a later split.
 """
 
 from __future__ import annotations
