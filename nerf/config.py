@@ -251,15 +251,23 @@ def write_json_report(path: str | Path, record: dict, indent: int | None = 1) ->
         raise NerfError(f"{path}: cannot write the JSON results ({exc.strerror})") from exc
 
 
-def run_report_tool(argv, description: str, root: type, job, text) -> None:
+def run_report_tool(argv, description: str, root: type | None, job, text, extra=None) -> None:
     """main() of a tool that runs one job and reports a dict of results.
 
-    Parses `root`'s options plus `--json`, runs `job(cfg) -> dict`, writes the JSON report when
-    asked and prints `text(result)`. A NerfError prints one line on stderr and exits with status 2.
+    Parses `root`'s options (None: the training Config) plus `--json` and what `extra(parser)`
+    adds, runs `job(cfg) -> dict` (`job(cfg, ns)` when `extra` is given, to read its options),
+    writes the JSON report when asked and prints `text(result)`. A NerfError prints one line on
+    stderr and exits with status 2.
     """
+
+    def options(parser) -> None:
+        add_json_option(parser)
+        if extra is not None:
+            extra(parser)
+
     try:
-        cfg, ns = parse_config(argv, description, add_json_option, root=root)
-        result = job(cfg)
+        cfg, ns = parse_config(argv, description, options, root=root)
+        result = job(cfg) if extra is None else job(cfg, ns)
         if ns.json:
             write_json_report(ns.json, result)
     except NerfError as exc:

@@ -20,6 +20,8 @@ index (i + j R + k R^2) mod size.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import torch
@@ -106,24 +108,16 @@ def _block_points(n_points: int) -> int:
     return int(min(BLOCK_POINTS, max(MIN_BLOCK_POINTS, per_block)))
 
 
-class _LevelArrays:
+@functools.cache
+def _level_arrays(levels: HashGridLevels) -> tuple[np.ndarray, ...]:
     """The level geometry as the numpy arrays the kernels take (built once per HashGridLevels)."""
-
-    _cache: dict = {}
-
-    @classmethod
-    def of(cls, levels: HashGridLevels) -> tuple[np.ndarray, ...]:
-        arrays = cls._cache.get(levels)
-        if arrays is None:
-            arrays = (
-                np.asarray(levels.scales, dtype=np.float32),
-                np.asarray(levels.resolutions, dtype=np.int64),
-                np.asarray(levels.table_sizes, dtype=np.int64),
-                np.asarray(levels.offsets[:-1], dtype=np.int64),
-                np.asarray(levels.hashed, dtype=np.bool_),
-            )
-            cls._cache[levels] = arrays
-        return arrays
+    return (
+        np.asarray(levels.scales, dtype=np.float32),
+        np.asarray(levels.resolutions, dtype=np.int64),
+        np.asarray(levels.table_sizes, dtype=np.int64),
+        np.asarray(levels.offsets[:-1], dtype=np.int64),
+        np.asarray(levels.hashed, dtype=np.bool_),
+    )
 
 
 def _check(positions: Tensor, table: Tensor) -> None:
@@ -139,7 +133,7 @@ class _NumbaHashEncode(torch.autograd.Function):
         _check(positions, table)
         positions = positions.detach().float().nan_to_num(0.0).clamp(0.0, 1.0).contiguous()
         out = torch.empty(positions.shape[0], levels.n_levels * levels.n_features, dtype=torch.float32)
-        _forward_kernel(positions.numpy(), table.detach().contiguous().numpy(), *_LevelArrays.of(levels),
+        _forward_kernel(positions.numpy(), table.detach().contiguous().numpy(), *_level_arrays(levels),
                         out.numpy(), _block_points(positions.shape[0]))
         ctx.save_for_backward(positions)
         ctx.levels = levels
@@ -152,7 +146,7 @@ class _NumbaHashEncode(torch.autograd.Function):
             return None, None, None
         levels = ctx.levels
         v_table = torch.zeros(levels.n_entries, levels.n_features, dtype=torch.float32)
-        _backward_kernel(positions.numpy(), v_out.float().contiguous().numpy(), *_LevelArrays.of(levels),
+        _backward_kernel(positions.numpy(), v_out.float().contiguous().numpy(), *_level_arrays(levels),
                          v_table.numpy())
         return None, v_table, None
 

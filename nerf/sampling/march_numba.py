@@ -612,10 +612,7 @@ def _grid_mips(binaries: Tensor, binaries_np: np.ndarray, res: int) -> tuple[np.
     if n_mips:
         _build_mips(binaries_np, res, n_mips, offsets, mips)
     cached = (mips, offsets, n_mips)
-    try:
-        _MIPS_CACHE[:] = [weakref.ref(binaries), new_key, cached]
-    except TypeError:  # not weak-referenceable: no cache
-        pass
+    _MIPS_CACHE[:] = [weakref.ref(binaries), new_key, cached]  # tensors are weak-referenceable
     return cached
 
 
