@@ -95,8 +95,8 @@ ray's offset, the second repeats the walk and writes t_starts, t_ends and ray_in
 
 Early stop (with `sigma_fn`, `_march_early_stop`). Each round, `_walk_rays` walks every live ray
 from where it stopped to its next K occupied candidates and `_pack` packs them ray by ray (K =
-MARCH_BLOCK in the first round; later rounds, with fewer live rays, up to CANDIDATE_BUDGET
-candidates in all, K at most doubling per round: `_candidates_per_ray`); `sigma_fn` is called
+FIRST_ROUND_CANDIDATES in the first round, then at least doubling, more when few rays are live,
+up to CANDIDATE_BUDGET candidates in all: `_candidates_per_ray`); `sigma_fn` is called
 once on all of them, the only Python work of a round besides slicing; `_early_stop` adds each
 candidate's optical depth sigma * (t_end - t_start) (the float32 product, as the reference
 computes it) to its ray's running depth in float64, in sample order, keeps the candidate when the
@@ -136,6 +136,10 @@ _F32 = np.float32
 MARGIN = 2.0**-16  # skipped boxes shrink by this, in units of the cascade's half-size
 MAX_MIPS = 5  # empty blocks of up to 2^MAX_MIPS cells per axis are skipped at once
 CANDIDATE_BUDGET = 1 << 16  # rounds with few live rays gather up to this many candidates in all
+# A ray that meets a surface stops within a few candidates: a first round of 8 wastes fewer
+# densities past the stop than 32 did (lego, 1500 steps: 0.22 -> 0.16 s per 200x200 view and 7%
+# faster training steps; 16 rendered as fast, 4 slower, from more rounds).
+FIRST_ROUND_CANDIDATES = 8
 MAX_CANDIDATES_PER_RAY = 1024
 
 
@@ -731,11 +735,12 @@ def march(
 
 
 def _candidates_per_ray(n_active: int, previous: int) -> int:
-    """K of a round: MARCH_BLOCK, more when few rays are live (up to CANDIDATE_BUDGET in all), at
-    most twice the previous round's K and MAX_CANDIDATES_PER_RAY, and never more than
-    MAX_CANDIDATES_PER_CHUNK in all (so 1 with over MAX_CANDIDATES_PER_CHUNK live rays)."""
-    k = min(MAX_CANDIDATES_PER_RAY, 2 * previous, max(MARCH_BLOCK, CANDIDATE_BUDGET // n_active))
-    return max(1, min(k, MAX_CANDIDATES_PER_CHUNK // n_active))
+    """K of a round (`previous` = 0 before the first): FIRST_ROUND_CANDIDATES, then twice the
+    previous K or more when few rays are live (up to CANDIDATE_BUDGET in all); at most
+    MAX_CANDIDATES_PER_RAY, and never more than MAX_CANDIDATES_PER_CHUNK in all (so 1 with over
+    MAX_CANDIDATES_PER_CHUNK live rays)."""
+    k = FIRST_ROUND_CANDIDATES if previous == 0 else max(2 * previous, CANDIDATE_BUDGET // n_active)
+    return max(1, min(k, MAX_CANDIDATES_PER_RAY, MAX_CANDIDATES_PER_CHUNK // n_active))
 
 
 def _march_early_stop(grid, origins, directions, t0, t1, step, cone_angle, sigma_fn, early_stop_eps):
@@ -757,7 +762,7 @@ def _march_early_stop(grid, origins, directions, t0, t1, step, cone_angle, sigma
     kept = np.zeros(n, dtype=np.int64)
     parts: list[tuple] = []
     payloads: list[Tensor] = []
-    k = MARCH_BLOCK // 2  # the first round gathers MARCH_BLOCK
+    k = 0  # no round yet
     while len(active):
         k = _candidates_per_ray(len(active), k)
         t_starts, t_ends, ray_ids, offsets, exhausted = _gather(active, k, next_step, limits, s, steps, grid_args)
