@@ -64,6 +64,29 @@ def _cell(px, py, pz, hashed, size, r):  # -> (8 rows within the level, 8 weight
     return rows, weights
 
 
+@numba.njit(cache=True, inline="always")
+def _corner_sum2(level_table, rows, w):  # -> the two features of one level, summed in corner order
+    """sum_c w[c] * level_table[rows[c], f] for f = 0, 1, written out (a loop over a tuple index
+    and a feature count unknown at compile time ran ~20% slower)."""
+    a0 = w[0] * level_table[rows[0], 0]
+    a1 = w[0] * level_table[rows[0], 1]
+    a0 += w[1] * level_table[rows[1], 0]
+    a1 += w[1] * level_table[rows[1], 1]
+    a0 += w[2] * level_table[rows[2], 0]
+    a1 += w[2] * level_table[rows[2], 1]
+    a0 += w[3] * level_table[rows[3], 0]
+    a1 += w[3] * level_table[rows[3], 1]
+    a0 += w[4] * level_table[rows[4], 0]
+    a1 += w[4] * level_table[rows[4], 1]
+    a0 += w[5] * level_table[rows[5], 0]
+    a1 += w[5] * level_table[rows[5], 1]
+    a0 += w[6] * level_table[rows[6], 0]
+    a1 += w[6] * level_table[rows[6], 1]
+    a0 += w[7] * level_table[rows[7], 0]
+    a1 += w[7] * level_table[rows[7], 1]
+    return a0, a1
+
+
 @numba.njit(parallel=True, cache=True)
 def _forward_kernel(pos, table, scales, res, sizes, offsets, hashed, out, block_points):
     """pos [N, 3] f32, table [E, F] f32, level arrays [L], out [N, L*F] f32 (written)."""
@@ -78,6 +101,11 @@ def _forward_kernel(pos, table, scales, res, sizes, offsets, hashed, out, block_
             for n in range(first, last):
                 rows, weights = _cell(pos[n, 0] * scale + np.float32(0.5), pos[n, 1] * scale + np.float32(0.5),
                                       pos[n, 2] * scale + np.float32(0.5), is_hashed, size, r)
+                if n_features == 2:  # the default, unrolled: both features of a corner from one row
+                    a0, a1 = _corner_sum2(level_table, rows, weights)
+                    out[n, col] = a0
+                    out[n, col + 1] = a1
+                    continue
                 for f in range(n_features):
                     acc = np.float32(0.0)
                     for corner in range(8):
@@ -96,6 +124,12 @@ def _backward_kernel(pos, v_out, scales, res, sizes, offsets, hashed, v_table):
         for n in range(n_points):
             rows, weights = _cell(pos[n, 0] * scale + np.float32(0.5), pos[n, 1] * scale + np.float32(0.5),
                                   pos[n, 2] * scale + np.float32(0.5), is_hashed, size, r)
+            if n_features == 2:  # the default, unrolled
+                g0, g1 = v_out[n, col], v_out[n, col + 1]
+                for corner in range(8):
+                    level_grad[rows[corner], 0] += weights[corner] * g0
+                    level_grad[rows[corner], 1] += weights[corner] * g1
+                continue
             for f in range(n_features):
                 g = v_out[n, col + f]
                 for corner in range(8):

@@ -76,7 +76,8 @@ class NGPField(nn.Module):
         inside = ((x >= 0) & (x <= 1)).all(dim=-1)
         return x.clamp(0.0, 1.0), inside
 
-    def _density_features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def density_and_geometry(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Density [S] and the density MLP's output [S, 1 + F] (the colour MLP's geometry input)."""
         x, inside = self._unit(positions)
         h = self.density_mlp(self.encoding(x)).float()  # [S, 1 + F]
         sigmas = trunc_exp(h[:, 0]) * inside
@@ -84,7 +85,19 @@ class NGPField(nn.Module):
 
     def query_density(self, positions: Tensor) -> Tensor:  # [S, 3] -> [S]
         """Volume density at world positions."""
-        return self._density_features(positions)[0]
+        return self.density_and_geometry(positions)[0]
+
+    def encode_directions(self, directions: Tensor) -> Tensor:  # [N, 3] unit -> [N, sh_degree^2]
+        """The view-direction encoding (spherical harmonics), once per ray on the inference path."""
+        return self.dir_encoding(directions)
+
+    def color(
+        self,
+        geometry: Tensor,  # [S, 1 + F] from density_and_geometry
+        direction_features: Tensor,  # [S, sh_degree^2] from encode_directions
+    ) -> Tensor:  # [S, 3] in [0, 1]
+        """View-dependent colour from the geometry features and the encoded direction."""
+        return torch.sigmoid(self.color_mlp(torch.cat([geometry, direction_features.to(geometry.dtype)], dim=-1)).float())
 
     def forward(
         self,
@@ -92,10 +105,8 @@ class NGPField(nn.Module):
         directions: Tensor,  # [S, 3] unit
     ) -> tuple[Tensor, Tensor]:  # sigmas [S], rgbs [S, 3]
         """Density and view-dependent colour at world positions."""
-        sigmas, h = self._density_features(positions)
-        d = self.dir_encoding(directions)
-        rgbs = torch.sigmoid(self.color_mlp(torch.cat([h, d.to(h.dtype)], dim=-1)).float())
-        return sigmas, rgbs
+        sigmas, h = self.density_and_geometry(positions)
+        return sigmas, self.color(h, self.encode_directions(directions))
 
     def kernel_backends(self, device: torch.device) -> list[str]:
         """The hash grid's kernel on `device`."""

@@ -11,6 +11,11 @@ name. `sampling` says how rays are sampled for it:
                     (original NeRF): the field also has `coarse` and `fine` members, which the
                     hierarchical renderer calls directly.
 
+An "occupancy" field also answers the calls of `OccupancyField`: density with the geometry
+features the colour network reads, the direction encoding, and colour from both. The renderer's
+inference path uses them to encode each ray's direction once and to evaluate colour only for the
+samples that contribute to the image.
+
 As a field, a hierarchical pair answers with its fine network (the one whose renders are
 reported), so density queries and mesh colours need no special case.
 """
@@ -47,4 +52,22 @@ class RadianceField(Protocol):
 
     def kernel_backends(self, device: torch.device) -> list[str]:
         """The kernels this field runs on `device`, for the log ([] when it has none to choose)."""
+        ...
+
+
+@runtime_checkable
+class OccupancyField(RadianceField, Protocol):
+    """A field with sampling "occupancy": its evaluation split into density and colour."""
+
+    def density_and_geometry(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Density [S] and geometry features [S, G] at world positions [S, 3]."""
+        ...
+
+    def encode_directions(self, directions: Tensor) -> Tensor:  # [N, 3] unit -> [N, D]
+        """The view-direction encoding."""
+        ...
+
+    def color(self, geometry: Tensor, direction_features: Tensor) -> Tensor:  # [S, G], [S, D] -> [S, 3]
+        """Colour from geometry features and encoded directions; field(p, d) equals
+        (sigmas, color(geometry, encode_directions(d))) for (sigmas, geometry) at p."""
         ...

@@ -1,0 +1,113 @@
+"""The renderer's inference path (no gradient, an OccupancyField) against the one-pass path.
+
+The inference path evaluates colour only for samples of weight above COLOR_WEIGHT_THRESHOLD and
+counts the others as empty; the one-pass path evaluates every kept sample. So per ray the two
+differ by at most the weight of the skipped samples (colours are in [0, 1]), and they agree
+exactly on the samples and weights that are kept.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from nerf.config import SamplerConfig
+from nerf.fields import build_field
+from nerf.fields.protocol import OccupancyField
+from nerf.jobs.run import load_trained_run
+from nerf.render.renderer import Renderer
+
+
+class OnePass(torch.nn.Module):
+    """The field behind only the RadianceField calls: the renderer takes its one-pass path."""
+
+    sampling = "occupancy"
+
+    def __init__(self, field):
+        super().__init__()
+        self.inner = field
+
+    def forward(self, positions, directions):
+        return self.inner(positions, directions)
+
+    def query_density(self, positions):
+        return self.inner.query_density(positions)
+
+    def parameter_groups(self, weight_decay):
+        return self.inner.parameter_groups(weight_decay)
+
+    def kernel_backends(self, device):
+        return self.inner.kernel_backends(device)
+
+
+def test_split_calls_compose_to_the_field():
+    """density_and_geometry + encode_directions + color give exactly field(positions, directions)."""
+    from nerf.config import ModelConfig
+
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    field = build_field(ModelConfig(hash_levels=4, hash_log2_size=12), aabb)
+    assert isinstance(field, OccupancyField)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 3, generator=g) * 2 - 1
+    d = torch.nn.functional.normalize(torch.randn(50, 3, generator=g), dim=-1)
+    sigmas, rgbs = field(x, d)
+    sig2, geometry = field.density_and_geometry(x)
+    assert torch.equal(sig2, sigmas)
+    assert torch.equal(field.color(geometry, field.encode_directions(d)), rgbs)
+
+
+def _rays(run, n_views=2):
+    cams = run.scene.cameras
+    out = [cams.image_rays(i) for i in range(n_views)]
+    return torch.cat([o.reshape(-1, 3) for o, _ in out]), torch.cat([d.reshape(-1, 3) for _, d in out])
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_inference_path_matches_one_pass_within_the_skipped_weight(tiny_run, backend):
+    run = load_trained_run(tiny_run)
+    cfg = dataclasses.replace(run.renderer.cfg, march_backend=backend, composite_backend=backend)
+    field = run.renderer.field
+    assert isinstance(field, OccupancyField)
+    split = Renderer(field, run.renderer.aabb, cfg, run.renderer.near, run.renderer.far, grid=run.renderer.grid)
+    one_pass = Renderer(OnePass(field), run.renderer.aabb, cfg, run.renderer.near, run.renderer.far,
+                        grid=run.renderer.grid)
+    origins, directions = _rays(run)
+    background = torch.tensor([1.0, 1.0, 1.0])
+    colour_calls = []
+    real_color = field.color
+
+    def counting_color(geometry, direction_features):
+        colour_calls.append(len(geometry))
+        return real_color(geometry, direction_features)
+
+    field.color = counting_color
+    try:
+        with torch.no_grad():
+            a = split.render_rays(origins, directions, background)
+            split_calls = sum(colour_calls)
+            b = one_pass.render_rays(origins, directions, background)
+    finally:
+        del field.color
+    assert a.n_samples == b.n_samples > 0  # the same kept samples
+    assert split_calls < a.n_samples  # colour skipped for some of them
+    # the skipped weight of each ray bounds the difference (colours and background in [0, 1])
+    skipped = (b.opacity - a.opacity).clamp_min(0)
+    assert float(skipped.max()) < 0.05
+    assert torch.all((a.rgb - b.rgb).abs().amax(dim=-1) <= skipped + 1e-5)
+    assert torch.all(a.opacity <= b.opacity + 1e-6)
+    assert float(b.opacity.max()) > 0.5  # the run sees something
+
+
+def test_inference_path_on_rays_that_miss_everything():
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    from nerf.config import ModelConfig
+
+    field = build_field(ModelConfig(hash_levels=4, hash_log2_size=12), aabb)
+    renderer = Renderer(field, aabb, SamplerConfig(grid_resolution=16, march_steps=64))
+    origins = torch.tensor([[5.0, 5.0, 5.0], [0.0, 0.0, 5.0]])
+    directions = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # both pass outside the box
+    with torch.no_grad():
+        out = renderer.render_rays(origins, directions, torch.tensor([0.2, 0.4, 0.6]))
+    assert out.n_samples == 0
+    torch.testing.assert_close(out.rgb, torch.tensor([[0.2, 0.4, 0.6]] * 2))
+    assert torch.equal(out.opacity, torch.zeros(2)) and torch.equal(out.depth, torch.zeros(2))
