@@ -57,7 +57,7 @@ def place_image(pixels: np.ndarray, src: Path, dst: Path, size: tuple[int, int],
             shutil.copy2(src, dst)
     elif same:
         raise SceneError(f"image {src}: downscaling would overwrite the original; write the scene to "
-                         "another folder or keep the size (--max-image-size 0)")
+                         "another folder or keep the size (--max_image_size 0)")
     else:
         _save(pixels, dst, size, jpeg_quality)
 
