@@ -29,7 +29,7 @@ from nerf.config import Config, config_to_text, load_config_file, run_name_probl
 from nerf.errors import CheckpointError
 from nerf.train.checkpoint import latest_checkpoint
 
-_IGNORED_KEYS = ("resume", "overwrite", "device")  # keys that do not make a run different
+_IGNORED_KEYS = ("resume", "overwrite", "device", "name", "runs_dir")  # keys that do not make a run different (a moved run is the same run)
 
 
 def _comparable(text: str) -> dict[str, str]:
@@ -136,7 +136,8 @@ class RunLock:
     """An exclusive lock on one run directory for the life of a training process.
 
     The lock file holds the holder's process id, for the refusal message only: the lock itself
-    is the kernel's `flock`, gone with the process however it ends.
+    is the kernel's `flock`, gone with the process however it ends. A clean exit removes the
+    file; one left by a killed process is simply locked again.
     """
 
     def __init__(self, run_dir: Path):
@@ -147,28 +148,42 @@ class RunLock:
     def acquire(self) -> RunLock:
         import fcntl
 
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise CheckpointError(f"{self.run_dir}: cannot create the run lock {self.path} ({exc.strerror})") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise CheckpointError(f"{self.run_dir}: cannot create the run lock {self.path} "
+                                      f"({exc.strerror})") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise CheckpointError(
+                    f"{self.run_dir}: another training of this run is in progress (process {holder}); wait for "
+                    "it to finish, stop it, or choose another --name"
+                ) from None
+            if self._still_linked(fd):  # else its holder released and removed it while we waited: retry
+                break
             os.close(fd)
-            raise CheckpointError(
-                f"{self.run_dir}: another training of this run is in progress (process {holder}); wait for it "
-                "to finish, stop it, or choose another --name"
-            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
 
+    def _still_linked(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
+        """Remove the lock file, then drop the lock (in this order, so a waiting process that
+        locked the removed file sees it is gone and retries)."""
         if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> RunLock:
