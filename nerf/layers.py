@@ -7,8 +7,9 @@ imports inside functions included) and fails on an import against this order and
 circle between modules. docs/ARCHITECTURE.md describes the rooms.
 
 Reading from the bottom up: errors and conventions; backend availability, the malloc
-settings, rotations (pure math), 8-bit frames, the command-line runner and atomic file writes; configs, cameras, torch.distributed helpers and evaluation metrics; scene
-loading, encodings and ray sampling; the fields; rendering; the four libraries a command
+settings, rotations (pure math), 8-bit frames, the command-line runner and atomic file writes;
+configs, cameras, torch.distributed helpers and evaluation metrics; scene loading, encodings and
+ray sampling; the fields; rendering; the four libraries a command
 combines (training, export, super-resolution, structure from motion); and on top `nerf.jobs`,
 the only layer that reaches across training, export and super-resolution.
 """

@@ -12,7 +12,6 @@ if __package__ in (None, ""):  # run as a file: import the repository's package 
 
 from nerf.cli import CommandParser, run_command  # noqa: E402
 from nerf.datasets.demo import DemoSceneConfig, make_demo_scene  # noqa: E402
-from nerf.errors import ConfigError  # noqa: E402
 
 _DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "demo"
 
@@ -26,11 +25,9 @@ def _make(argv) -> None:
     parser.add_option("out", type=Path, default=_DEFAULT_OUT,
                       help="scene folder to write (default: the repository's data/demo)")
     parser.add_option("resolution", type=int, default=DemoSceneConfig.resolution,
-                      help="image width = height in pixels, >= 8 (default: %(default)s)")
+                      help="image width = height in pixels, >= 1 (default: %(default)s)")
     parser.add_switch("overwrite", help="replace an existing folder that is not this exact scene")
     args = parser.parse_args(argv)
-    if args.resolution < 8:
-        raise ConfigError(f"--resolution {args.resolution}: must be >= 8 pixels")
     start, start_cpu = time.perf_counter(), time.process_time()
     cfg = DemoSceneConfig(resolution=args.resolution)
     out = make_demo_scene(args.out, cfg, overwrite=args.overwrite)
