@@ -7,8 +7,9 @@ imports inside functions included) and fails on an import against this order and
 circle between modules. docs/ARCHITECTURE.md describes the rooms.
 
 Reading from the bottom up: errors and conventions; backend availability, the malloc
-settings, rotations (pure math) and 8-bit frames; configs, cameras, torch.distributed helpers and evaluation metrics; scene
-loading, encodings and ray sampling; the fields; rendering; the four libraries a command
+settings, rotations (pure math), 8-bit frames, the command-line runner and atomic file writes;
+configs, cameras, torch.distributed helpers and evaluation metrics; scene loading, encodings and
+ray sampling; the fields; rendering; the four libraries a command
 combines (training, export, super-resolution, structure from motion); and on top `nerf.jobs`,
 the only layer that reaches across training, export and super-resolution.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("nerf", "nerf.errors", "nerf.conventions", "nerf.layers"),
-    ("nerf.backends", "nerf.allocator", "nerf.rotations", "nerf.frames"),
+    ("nerf.backends", "nerf.allocator", "nerf.rotations", "nerf.frames", "nerf.cli", "nerf.atomic"),
     ("nerf.config", "nerf.cameras", "nerf.distributed", "nerf.evaluation"),
     ("nerf.datasets", "nerf.encodings", "nerf.sampling"),
     ("nerf.fields",),

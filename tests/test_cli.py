@@ -219,3 +219,29 @@ def test_benchmark_sr_refuses_bad_error_fractions(cli, tiny_run, capsys):
     with pytest.raises(SystemExit) as exc:
         cli["benchmark_sr"](["--run", str(tiny_run), "--device", "cpu", "--error_fractions", "0.5,2"])
     assert exc.value.code == 2 and "outside [0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--path", "missing_path.json"], ["--sr_weights", "missing.pth", "--upscale", "4"]])
+def test_render_refuses_a_bad_path_or_weights_before_rendering_the_test_split(cli, tiny_run, tmp_path, capsys, bad):
+    out = tmp_path / "out"
+    err = exits_with_2(cli["render"], ["--run", str(tiny_run), "--device", "cpu", "--out", str(out), *bad], capsys)
+    assert "missing" in err and err.count("\n") == 1
+    assert not (out / "test_metrics.json").exists() and not (out / "test").exists()
+
+
+def test_every_command_prints_help_and_refuses_a_bad_option_in_one_line(capsys):
+    """Every entry point goes through nerf.cli.run_command: --help exits 0, a bad option exits 2."""
+    scripts = ["train_nerf.py", "render.py"] + [f"tools/{p.name}" for p in sorted((ROOT / "tools").glob("*.py"))
+                                                 if p.name != "__init__.py"]
+    for script in scripts:
+        main = load_cli(script).main
+        with pytest.raises(SystemExit) as info:
+            main(["--help"])
+        assert info.value.code == 0, script
+        assert "--help" in capsys.readouterr().out
+        with pytest.raises(SystemExit) as info:
+            main(["--no_such_option", "1"])
+        assert info.value.code == 2, script
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (script, err)
+        assert "no_such_option" in err or "required" in err, (script, err)  # required inputs come first

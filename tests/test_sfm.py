@@ -135,7 +135,7 @@ def test_too_few_registered_fails_with_advice(tmp_path):
     (tmp_path / "noise").mkdir()
     for index in range(4):  # unrelated noise images: nothing can be matched
         iio.imwrite(tmp_path / "noise" / f"{index}.png", (rng.random((120, 160, 3)) * 255).astype(np.uint8))
-    with pytest.raises(SceneError, match=r"only 0 of 4 images registered.*overlap.*sequential.*max-image-size"):
+    with pytest.raises(SceneError, match=r"only 0 of 4 images registered.*overlap.*sequential.*max_image_size"):
         run_sfm(tmp_path / "noise", tmp_path / "out", SfmConfig(num_threads=2))
 
 
@@ -257,12 +257,23 @@ def test_bad_config():
         SfmConfig(camera_model="FOV")
 
 
-def test_cli_exit_status(tmp_path, capsys):
-    assert cli([str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
-    assert "no images found" in capsys.readouterr().out
+@pytest.mark.parametrize("argv, words", [
+    (["{tmp}", "--out", "{tmp}/out", "--quiet"], ["no images found"]),
+    (["--out", "{tmp}/out"], ["either an input"]),  # neither an input nor --colmap_model
+    (["{tmp}"], ["--out", "required"]),
+    (["{tmp}", "--out", "{tmp}/out", "--matcher", "vocab"], ["matcher = 'vocab'", "auto, exhaustive, sequential"]),
+    (["{tmp}", "--out", "{tmp}/out", "--max-image-size", "-1"], ["max_image_size = -1", ">= 0"]),
+    (["{tmp}", "--out", "{tmp}/out", "--jpeg_quality", "0"], ["jpeg_quality = 0"]),
+    (["{tmp}", "--out", "{tmp}/out", "--shared_camera", "maybe"], ["--shared_camera", "maybe"]),
+])
+def test_cli_errors_are_one_line_on_stderr_with_status_2(tmp_path, capsys, argv, words):
     with pytest.raises(SystemExit) as exit_info:
-        cli(["--out", str(tmp_path / "out")])  # neither an input nor --colmap-model
+        cli([a.format(tmp=tmp_path) for a in argv])
     assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    for word in words:
+        assert word in err, (word, err)
 
 
 def test_prepare_photos_downscales_and_refuses_to_overwrite(tmp_path):

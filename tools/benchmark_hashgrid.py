@@ -10,7 +10,6 @@ Times are the best of the repeats, as process CPU time and wall time (a shared m
 the wall time). Uniform random points are the worst case for cache locality.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,9 @@ import torch
 if __package__ in (None, ""):  # run as a file: import the repository's package uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nerf.cli import CommandParser, run_command  # noqa: E402
 from nerf.encodings import HashGrid  # noqa: E402
+from nerf.errors import ConfigError  # noqa: E402
 from nerf.encodings.hashgrid_levels import HASH_PRIMES  # noqa: E402
 
 
@@ -55,11 +56,17 @@ def fused_corners(x, levels):  # [N, 3] -> flat-table rows [L*N*8], weights [L*N
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=2**17)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    run_command(lambda: _main(argv))
+
+
+def _main(argv) -> None:
+    parser = CommandParser(description=__doc__.splitlines()[0])
+    parser.add_option("points", type=int, default=2**17)
+    parser.add_option("repeats", type=int, default=3)
+    parser.add_option("threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
+    if min(args.points, args.repeats, args.threads) < 1:
+        raise ConfigError("--points, --repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     grid = HashGrid(backend="torch")  # 16 levels, F = 2, T = 2^19, resolution 16 .. 2048

@@ -1,7 +1,7 @@
 """Time each accelerated op per backend against the device's copy bandwidth, or train lego end to end.
 
-    python tools/benchmark_kernels.py [--small] [--repeats 50] [--interpret-timing]
-    python tools/benchmark_kernels.py --train-lego ../shared/data/nerf_synthetic/lego [--seconds 120]
+    python tools/benchmark_kernels.py [--small] [--repeats 50] [--interpret_timing]
+    python tools/benchmark_kernels.py --train_lego ../shared/data/nerf_synthetic/lego [--seconds 120]
 
 Kernel mode times compositing (torch | numba | triton), the hash grid (torch | numba | triton |
 tcnn; forward, and forward + backward) and occupancy-grid marching (torch | numba | triton). On CUDA each time is the
@@ -15,12 +15,11 @@ written once; gathers count every corner they fetch (hash grid), and the backwar
 count twice (read + write). Marching counts its rays and its output samples only: it is bound
 by latency and arithmetic, so its figure is a floor, not a roofline.
 
---train-lego trains configs/lego.txt (800x800, hash grid) at PATH for --seconds with the
+--train_lego trains configs/lego.txt (800x800, hash grid) at PATH for --seconds with the
 fastest backends ("auto"), then evaluates every test view and prints steps, seconds, PSNR.
 --small shrinks every size so the script runs end to end on a CPU in a minute or two.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -33,7 +32,8 @@ if __package__ in (None, ""):  # run as a file: import the repository's package 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerf import backends  # noqa: E402
-from nerf.errors import NerfError  # noqa: E402
+from nerf.cli import CommandParser, run_command  # noqa: E402
+from nerf.errors import ConfigError  # noqa: E402
 from nerf.encodings.hashgrid import HashGrid, available_hashgrid_backends  # noqa: E402
 from nerf.fields.ngp import ngp_step_size  # noqa: E402
 from nerf.render.composite import available_backends, composite  # noqa: E402
@@ -187,25 +187,27 @@ def train_lego(args) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="tiny sizes (CPU smoke run)")
-    parser.add_argument("--repeats", type=int, default=50, help="timed runs per op (median reported)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (compilation, caches)")
-    parser.add_argument("--interpret-timing", action="store_true", help="on CPU, also time Triton's interpreter")
-    parser.add_argument("--train-lego", metavar="PATH", default="", help="train + evaluate lego at PATH instead")
-    parser.add_argument("--seconds", type=float, default=120.0, help="training budget of --train-lego")
+    run_command(lambda: _main(argv))
+
+
+def _main(argv) -> None:
+    parser = CommandParser(description=__doc__.splitlines()[0])
+    parser.add_switch("small", help="tiny sizes (CPU smoke run)")
+    parser.add_option("repeats", type=int, default=50, help="timed runs per op (median reported)")
+    parser.add_option("warmup", type=int, default=5, help="untimed runs first (compilation, caches)")
+    parser.add_switch("interpret_timing", help="on CPU, also time Triton's interpreter")
+    parser.add_option("train_lego", metavar="PATH", default="", help="train + evaluate lego at PATH instead")
+    parser.add_option("seconds", type=float, default=120.0, help="training budget of --train_lego")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0 or not args.seconds > 0:
+        raise ConfigError("--repeats must be >= 1, --warmup >= 0 and --seconds > 0")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu" and args.interpret_timing:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
-    try:
-        if args.train_lego:
-            train_lego(args)
-        else:
-            run_kernels(args, device)
-    except NerfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    if args.train_lego:
+        train_lego(args)
+    else:
+        run_kernels(args, device)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Photos, a video or an existing COLMAP model -> a posed scene folder (see nerf/sfm/).
 
 Examples:
-    python tools/colmap2nerf.py data/my_photos --out data/my_scene --max-image-size 1600
+    python tools/colmap2nerf.py data/my_photos --out data/my_scene --max_image_size 1600
     python tools/colmap2nerf.py clip.mp4 --out data/clip --fps 3
-    python tools/colmap2nerf.py --colmap-model data/x/sparse/0 --images data/x/images --out data/x_scene
+    python tools/colmap2nerf.py --colmap_model data/x/sparse/0 --images data/x/images --out data/x_scene
 """
 
 import sys
@@ -15,10 +15,10 @@ if __package__ in (None, ""):  # run as a file: import the repository's package 
 from nerf.sfm import cli  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `nerf-process` console script; returns the exit status."""
-    return cli(argv)
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `nerf-process` console script (exit status 2 on bad input)."""
+    cli(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,7 +1,7 @@
 """Time CPU ray marching: the PyTorch reference vs the numba kernels, with and without sigma_fn.
 
     python tools/time_march_cpu.py [--case all|sphere|view|train] [--rays 16384] [--resolution 64]
-                                   [--march-steps 512] [--cone-angle 0] [--repeats 5] [--threads 0]
+                                   [--march_steps 512] [--cone_angle 0] [--repeats 5] [--threads 0]
                                    [--baseline FILE]
 
 Three scenes (`--case`), all in a grid over [-1.5, 1.5]^3 at the renderer's step
@@ -34,7 +34,6 @@ number of calls per march, and how the samples compare with torch's ("identical"
 machine; check that nothing else runs on it (`uptime`).
 """
 
-import argparse
 import contextlib
 import importlib.util
 import math
@@ -50,6 +49,8 @@ import torch
 if __package__ in (None, ""):  # run as a file: import the repository's package uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nerf.cli import CommandParser, run_command  # noqa: E402
+from nerf.errors import ConfigError  # noqa: E402
 from nerf.sampling import march as march_module  # noqa: E402
 from nerf.sampling.march import march  # noqa: E402
 from nerf.sampling.occupancy import OccupancyGrid  # noqa: E402
@@ -276,18 +277,25 @@ def time_shell(case: str, args, step: float, numba_ways: list[str]) -> None:
              f"{box[0].tolist()} .. {box[1].tolist()}", ways, args.repeats)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["all", "sphere", "view", "train"], default="all")
-    parser.add_argument("--rays", type=int, default=16384, help="rays of the sphere scene")
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--march-steps", type=int, default=512)
-    parser.add_argument("--cone-angle", type=float, default=0.0)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch and numba threads (0: their defaults)")
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="another march_numba.py to time as 'baseline' through the same dispatcher")
-    args = parser.parse_args()
+def main(argv=None) -> None:
+    run_command(lambda: _main(argv))
+
+
+def _main(argv) -> None:
+    parser = CommandParser(description=__doc__.splitlines()[0])
+    parser.add_option("case", choices=["all", "sphere", "view", "train"], default="all")
+    parser.add_option("rays", type=int, default=16384, help="rays of the sphere scene")
+    parser.add_option("resolution", type=int, default=64)
+    parser.add_option("march_steps", type=int, default=512)
+    parser.add_option("cone_angle", type=float, default=0.0)
+    parser.add_option("repeats", type=int, default=5)
+    parser.add_option("threads", type=int, default=0, help="torch and numba threads (0: their defaults)")
+    parser.add_option("baseline", type=Path, default=None,
+                      help="another march_numba.py to time as 'baseline' through the same dispatcher")
+    args = parser.parse_args(argv)
+    if min(args.rays, args.resolution, args.march_steps, args.repeats) < 1 or args.threads < 0 or args.cone_angle < 0:
+        raise ConfigError("--rays, --resolution, --march_steps and --repeats must be >= 1; --threads and "
+                          "--cone_angle >= 0")
     import numba  # noqa: PLC0415
 
     if args.threads:

@@ -81,6 +81,14 @@ def _check_exists(path: Path, label: str) -> None:
         raise SceneError(f"{_where(label)}file '{path.name}' not found (looked in {looked})")
 
 
+def _decode_reason(exc: Exception) -> str:
+    """Pillow's reason in one line, without the path it repeats."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text
+
+
 def _probe(path: Path, label: str) -> tuple[tuple[int, int], bool]:
     """((width, height), has_alpha) from the header, with errors that name the file."""
     _check_exists(path, label)
@@ -91,7 +99,8 @@ def _probe(path: Path, label: str) -> tuple[tuple[int, int], bool]:
             )
             return im.size, has_alpha
     except _DECODE_ERRORS as exc:
-        raise SceneError(f"{_where(label)}cannot read image {path}: {exc}") from exc
+        raise SceneError(f"{_where(label)}cannot read image {path}: {_decode_reason(exc)} "
+                         f"(expected one of {', '.join(IMAGE_SUFFIXES)})") from exc
 
 
 def _decode(path: Path, label: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
@@ -106,7 +115,7 @@ def _decode(path: Path, label: str, channels: int, size: tuple[int, int] | None)
                 im = im.resize(tuple(size), resample=Image.Resampling.BOX)
             arr = np.asarray(im, dtype=np.uint8)
     except _DECODE_ERRORS as exc:
-        raise SceneError(f"{_where(label)}cannot decode image {path}: {exc}") from exc
+        raise SceneError(f"{_where(label)}cannot decode image {path}: {_decode_reason(exc)}") from exc
     return arr
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from nerf import distributed
+from nerf.atomic import fresh_folder, write_text_atomic
 from nerf.cameras import Cameras
 from nerf.config import RenderConfig
 from nerf.datasets import load_scene
@@ -27,16 +29,46 @@ from nerf.frames import to_uint8_frame
 from nerf.jobs.run import TrainedRun
 from nerf.rotations import mean_up
 
-OUTPUT_KINDS = ("rgb", "depth", "opacity")
-
 
 def output_dir(run: TrainedRun, cfg: RenderConfig) -> Path:
+    """The output folder, created and proven writable before anything is rendered."""
     out = Path(cfg.out) if cfg.out else run.run_dir / "renders"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"{out}: cannot create the output folder ({exc.strerror})") from exc
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write into the output folder ({exc.strerror})") from exc
     return out
+
+
+def run_render_job(cfg: RenderConfig) -> None:
+    """render.py: check every option and the output folder, then the test split and the path.
+
+    The camera path and the SR weights file are checked before the test split is rendered, so
+    a mistake in them costs seconds, not a render. Under torchrun each rank renders a share.
+    """
+    from nerf.jobs.run import load_trained_run
+    from nerf.train.trainer import resolve_device
+
+    main_rank = distributed.init_distributed(resolve_device(cfg.device)).is_main
+    if cfg.sr_weights and not Path(cfg.sr_weights).is_file():
+        raise ConfigError(f"sr_weights = {cfg.sr_weights!r}: file not found")
+    run = load_trained_run(cfg.run, cfg.device)
+    out = output_dir(run, cfg)
+    if cfg.path != "none":
+        camera_path(run, cfg)  # a bad path fails here, before the test split is rendered
+    if cfg.test:
+        m = render_test_split(run, out, progress=main_rank)
+        if main_rank:
+            print(f"test: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} over {m['views']} views -> {out / 'test'}")
+    if cfg.path != "none":
+        for kind, path in render_path(run, cfg, out, progress=main_rank).items():
+            print(f"wrote {kind}: {path}")
 
 
 def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict:
@@ -59,7 +91,7 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
         "per_view": per_view,
     }
-    (out / "test_metrics.json").write_text(json.dumps(result, indent=1))
+    write_text_atomic(out / "test_metrics.json", json.dumps(result, indent=1))
     return result
 
 
@@ -77,6 +109,9 @@ def camera_path(run: TrainedRun, cfg: RenderConfig) -> tuple[Cameras, float]:
         up = up / up.norm()
         rel = train.centers - center
         radius = float(rel.norm(dim=-1).mean()) * cfg.radius_scale
+        if not radius > 1e-6:
+            raise ConfigError(f"{run.run_dir}: the orbit radius is {radius:g} (the training cameras sit at the "
+                              "orbit centre); use --path interpolate or --path spiral")
         if cfg.elevation >= 0:
             elevation = cfg.elevation
         else:
@@ -90,12 +125,37 @@ def camera_path(run: TrainedRun, cfg: RenderConfig) -> tuple[Cameras, float]:
     elif cfg.path == "interpolate":
         cams = interpolate_path(train, cfg.frames)
     elif cfg.path.endswith(".json"):
-        return load_nerfstudio_camera_path(cfg.path, scene.transform)
+        cams, fps = load_nerfstudio_camera_path(cfg.path, scene.transform)
+        check_path_cameras(cams, cfg.path)
+        return cams, fps
     else:
         raise ConfigError(f"path = {cfg.path!r}: expected orbit, spiral, interpolate, none or a .json file")
     if (cfg.width, cfg.height) != (0, 0):
         cams = cams.scaled(width / float(cams.width[0]))
     return cams, cfg.fps
+
+
+ROTATION_TOLERANCE = 1e-3  # max |R^T R - I| of a camera path's rotation part (float32 files, rounding)
+
+
+def check_path_cameras(cams: Cameras, source: str) -> None:
+    """Refuse camera-path frames that cannot be rendered: rotation parts that are not rotations
+    (singular, scaled or mirrored matrices) and focal lengths that are not positive."""
+    rot = cams.c2w[:, :3, :3].double()  # [C, 3, 3]
+    eye = torch.eye(3, dtype=torch.float64)
+    error = (rot.transpose(1, 2) @ rot - eye).abs().amax(dim=(1, 2))  # [C]
+    det = torch.linalg.det(rot)  # [C]
+    bad = torch.nonzero(~((error <= ROTATION_TOLERANCE) & (det > 0))).flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ConfigError(f"{source}: camera_path frame {i}: the camera-to-world rotation is not a rotation "
+                          f"(|R^T R - I| = {float(error[i]):.3g}, det = {float(det[i]):.3g}); {len(bad)} frame(s) "
+                          "like this")
+    focal_ok = (cams.fx > 0) & (cams.fy > 0) & torch.isfinite(cams.fx) & torch.isfinite(cams.fy)
+    if not bool(focal_ok.all()):
+        i = int(torch.nonzero(~focal_ok).flatten()[0])
+        raise ConfigError(f"{source}: camera_path frame {i}: the field of view gives a focal length of "
+                          f"{float(cams.fx[i]):g} px; it must be positive (fov in (0, 180) degrees)")
 
 
 def _super_resolver(run: TrainedRun, cfg: RenderConfig, progress: bool):
@@ -152,12 +212,7 @@ def training_pairs(run: TrainedRun, scale: int, progress: bool = True) -> tuple[
 @torch.no_grad()
 def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = True) -> dict[str, Path]:
     """Render the camera path; write the requested videos / PNG frames. Returns written paths."""
-    kinds = [k.strip() for k in cfg.outputs.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in OUTPUT_KINDS]
-    if unknown:
-        raise ConfigError(f"outputs = {cfg.outputs!r}: unknown {unknown}; expected some of {OUTPUT_KINDS}")
-    if cfg.frame_format not in ("mp4", "png", "both"):
-        raise ConfigError(f"frame_format = {cfg.frame_format!r}: expected mp4, png or both")
+    kinds = [k.strip() for k in cfg.outputs.split(",") if k.strip()]  # checked by RenderConfig
     cams, fps = camera_path(run, cfg)
     dev = run.renderer.aabb.device
     sr = None
@@ -201,6 +256,10 @@ def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = 
             written[kind] = path
         if cfg.frame_format in ("png", "both"):
             folder = out / f"{kind}{suffix}"
-            write_frames(folder, seq)
+            try:
+                with fresh_folder(folder, replace=True) as tmp:  # all frames or none
+                    write_frames(tmp, seq)
+            except OSError as exc:
+                raise ExportError(f"{folder}: cannot write the frames ({exc.strerror})") from exc
             written[f"{kind}_frames"] = folder
     return written

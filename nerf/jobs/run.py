@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,14 @@ from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
-from nerf.train.checkpoint import latest_checkpoint, load_checkpoint
-from nerf.train.trainer import resolve_device
+from nerf.train.checkpoint import load_newest_readable
+from nerf.train.trainer import resolve_device, state_dict_problem
+
+
+def with_absolute_data(cfg: Config) -> Config:
+    """`cfg` with its scene path made absolute, so the run's config.txt names the same scene
+    from whatever folder the run is opened later."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data=str(Path(cfg.data.data).resolve())))
 
 
 def prepare_scene(cfg: Config) -> Scene:
@@ -42,12 +49,12 @@ def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     run_dir = Path(run_dir)
     if not (run_dir / "config.txt").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.txt)")
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise CheckpointError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train first")
     cfg = load_config_file(run_dir / "config.txt")
     dev = resolve_device(device)
-    state = load_checkpoint(path, map_location=dev)
+    found = load_newest_readable(run_dir, map_location=dev, set_aside=False)  # never runs code
+    if found is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train first")
+    path, state = found
     scene = prepare_scene(cfg)
     field = build_field(cfg.model, scene.aabb)
     renderer = Renderer(field, scene.aabb, cfg.sampler, scene.near, scene.far).to(dev)
@@ -56,7 +63,7 @@ def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
         if state.get("ema"):
             field.load_state_dict(state["ema"])
     except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: does not match the run's config.txt ({exc})") from exc
+        raise CheckpointError(f"{path}: does not match the run's config.txt ({state_dict_problem(exc)})") from exc
     renderer.eval()
     return TrainedRun(cfg, scene, renderer, int(state["step"]), run_dir)
 

@@ -19,9 +19,9 @@ The scene folder written:
                        number of points, seconds per stage
 """
 
-from nerf.sfm.command import build_parser, cli
+from nerf.sfm.command import cli
 from nerf.sfm.evaluate import compare_poses, evaluate_scene, load_transforms_poses
 from nerf.sfm.reconstruct import MATCHERS, SfmConfig, import_colmap_model, run_sfm
 
-__all__ = ["MATCHERS", "SfmConfig", "build_parser", "cli", "compare_poses", "evaluate_scene",
+__all__ = ["MATCHERS", "SfmConfig", "cli", "compare_poses", "evaluate_scene",
            "import_colmap_model", "load_transforms_poses", "run_sfm"]

@@ -57,7 +57,7 @@ def place_image(pixels: np.ndarray, src: Path, dst: Path, size: tuple[int, int],
             shutil.copy2(src, dst)
     elif same:
         raise SceneError(f"image {src}: downscaling would overwrite the original; write the scene to "
-                         "another folder or keep the size (--max-image-size 0)")
+                         "another folder or keep the size (--max_image_size 0)")
     else:
         _save(pixels, dst, size, jpeg_quality)
 
@@ -68,8 +68,9 @@ def read_image(path: Path) -> np.ndarray:  # -> [H, W] or [H, W, C]
 
     try:
         image = iio.imread(path)
-    except Exception as err:  # imageio raises many types for undecodable files
-        raise SceneError(f"image {path}: cannot be decoded ({type(err).__name__}: {err})") from err
+    except Exception as err:  # imageio raises many types; its text may advise plugins that would not help
+        raise SceneError(f"image {path}: cannot be decoded (expected an image file: "
+                         f"{', '.join(sorted(IMAGE_EXTENSIONS))}; {type(err).__name__})") from err
     if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
         raise SceneError(f"image {path}: unexpected shape {image.shape} (expected H x W or H x W x C)")
     return image

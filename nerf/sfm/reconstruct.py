@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from nerf.datasets.colmap_io import ColmapModel, read_model, write_model
+from nerf.atomic import fresh_folder
+from nerf.config import check_fields, option
 from nerf.errors import ConfigError, SceneError
 from nerf.sfm.images import extract_video_frames, fit_size, place_image, prepare_photos, read_image
 from nerf.sfm.scene import TRANSFORMS_CAMERA_MODELS, rescale_camera, transforms_intrinsics, write_scene
@@ -39,30 +41,27 @@ MATCHERS = ("auto", "exhaustive", "sequential")
 class SfmConfig:
     """Options of the photo/video -> posed scene pipeline (each default is set once, here)."""
 
-    max_image_size: int = 1600  # longest image side in pixels after downscaling; 0 keeps the size
-    fps: float = 2.0  # frames per second of video kept (one per window); unused when frame_count > 0
-    frame_count: int = 0  # target number of frames taken from a video; 0 uses fps instead
-    blur_drop_ratio: float = 0.3  # drop a kept video frame whose sharpness is below this x the median
-    camera_model: str = "OPENCV"  # COLMAP camera model estimated for the images (see TRANSFORMS_CAMERA_MODELS)
+    max_image_size: int = option(1600, at_least=0)  # longest image side in pixels after downscaling; 0 keeps the size
+    fps: float = option(2.0, at_least=0.0)  # frames per second of video kept (one per window); unused when frame_count > 0
+    frame_count: int = option(0, at_least=0)  # target number of frames taken from a video; 0 uses fps instead
+    blur_drop_ratio: float = option(0.3, at_least=0.0, at_most=1.0)  # drop a kept video frame whose sharpness is below this x the median
+    camera_model: str = option("OPENCV", choices=TRANSFORMS_CAMERA_MODELS)  # COLMAP camera model estimated for the images (see TRANSFORMS_CAMERA_MODELS)
     shared_camera: bool = True  # one camera for all images (same device and zoom)
-    matcher: str = "auto"  # auto: sequential for video or > exhaustive_max_images photos, else exhaustive
-    exhaustive_max_images: int = 200  # largest photo set matched exhaustively when matcher is auto
-    sequential_overlap: int = 10  # sequential matcher: each image is matched with this many successors
-    max_num_features: int = 8192  # SIFT features kept per image
+    matcher: str = option("auto", choices=MATCHERS)  # auto: sequential for video or > exhaustive_max_images photos, else exhaustive
+    exhaustive_max_images: int = option(200, at_least=1)  # largest photo set matched exhaustively when matcher is auto
+    sequential_overlap: int = option(10, at_least=1)  # sequential matcher: each image is matched with this many successors
+    max_num_features: int = option(8192, at_least=1)  # SIFT features kept per image
     undistort: bool = False  # undistort registered images to a PINHOLE camera after mapping
-    min_registered_fraction: float = 0.5  # fail when fewer than this fraction of the images register
+    min_registered_fraction: float = option(0.5, above=0.0, at_most=1.0)  # fail when fewer than this fraction of the images register
     orient_up: bool = True  # rotate the world so that the cameras' mean up vector is +z
-    num_threads: int = -1  # CPU threads used by pycolmap; -1 uses all cores
-    seed: int = 0  # random seed of RANSAC and of the mapper, for repeatable runs
-    jpeg_quality: int = 95  # quality of JPEG files written (video frames, downscaled photos)
+    num_threads: int = option(-1, at_least=-1)  # CPU threads used by pycolmap; -1 uses all cores
+    seed: int = option(0, at_least=0)  # random seed of RANSAC and of the mapper, for repeatable runs
+    jpeg_quality: int = option(95, at_least=1, at_most=100)  # quality of JPEG files written (video frames, downscaled photos)
 
     def __post_init__(self):
-        if self.matcher not in MATCHERS:
-            raise ConfigError(f"SfmConfig.matcher: {self.matcher!r} is not one of {MATCHERS}")
-        if self.camera_model not in TRANSFORMS_CAMERA_MODELS:
-            raise ConfigError(f"SfmConfig.camera_model: {self.camera_model!r} is not one of {TRANSFORMS_CAMERA_MODELS}")
-        if not 0.0 < self.min_registered_fraction <= 1.0:
-            raise ConfigError(f"SfmConfig.min_registered_fraction must be in (0, 1], got {self.min_registered_fraction}")
+        check_fields(self)
+        if self.num_threads == 0:
+            raise ConfigError("num_threads = 0: use -1 for all cores or a positive count")
         if self.frame_count <= 0 and self.fps <= 0:
             raise ConfigError("SfmConfig: set fps > 0 or frame_count > 0 to take frames from a video")
 
@@ -175,19 +174,44 @@ def _finish(model: ColmapModel, out_dir: Path, cfg: SfmConfig, summary: dict, ti
     return summary
 
 
-def run_sfm(source: str | Path, out_dir: str | Path, cfg: SfmConfig = SfmConfig()) -> dict:
+def _scene_folder(out_dir: Path, inputs: list[Path], overwrite: bool):
+    """The new scene is built in a hidden sibling folder and renamed to `out_dir` when complete,
+    so a failure (bad photo, too few registered images, Ctrl-C) leaves an existing folder as it
+    was; an existing non-empty `out_dir` is replaced only with `overwrite`, and never when an
+    input lies inside it (the originals would go with it)."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        if not overwrite:
+            raise SceneError(f"{out_dir}: exists and is not empty; choose a new --out folder or pass --overwrite "
+                             "(the old folder is replaced only once the new scene is complete)")
+        target = out_dir.resolve()
+        for src in inputs:
+            if src.resolve() == target or target in src.resolve().parents:
+                raise SceneError(f"input {src}: lies inside the output folder {out_dir}, which --overwrite would "
+                                 "replace; write the scene to another folder")
+    try:
+        return fresh_folder(out_dir, replace=overwrite)
+    except OSError as exc:
+        raise SceneError(f"{out_dir}: cannot create the scene folder ({exc.strerror})") from exc
+
+
+def run_sfm(source: str | Path, out_dir: str | Path, cfg: SfmConfig = SfmConfig(), overwrite: bool = False) -> dict:
     """Pose a folder of photos or a video with COLMAP and write a scene folder (see module doc).
 
     Args:
         source: a folder of images or a video file.
-        out_dir: the scene folder to write (created; existing files are overwritten).
+        out_dir: the scene folder to write; it appears only once complete.
+        overwrite: replace an existing non-empty `out_dir` (after the new scene is complete).
     Returns:
         The summary also saved as out_dir/sfm_summary.json.
     """
     source, out_dir = Path(source), Path(out_dir)
     if not source.exists():
         raise SceneError(f"input {source}: does not exist (expected a folder of images or a video file)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with _scene_folder(out_dir, [source], overwrite) as building:
+        return _run_sfm(source, building, cfg)
+
+
+def _run_sfm(source: Path, out_dir: Path, cfg: SfmConfig) -> dict:
     images_out = out_dir / "images"
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -208,8 +232,8 @@ def run_sfm(source: str | Path, out_dir: str | Path, cfg: SfmConfig = SfmConfig(
                 f"structure from motion on {source}: only {registered} of {len(names)} images registered "
                 f"(need {cfg.min_registered_fraction:.0%}). Likely causes: too little overlap between views, "
                 "blurry or textureless images, moving objects or a pure rotation. Try: more photos with more "
-                "overlap, --matcher sequential for ordered captures, a smaller --max-image-size, or "
-                "--no-shared-camera if the photos come from several cameras or zoom levels.")
+                "overlap, --matcher sequential for ordered captures, a smaller --max_image_size, or "
+                "--shared_camera false if the photos come from several cameras or zoom levels.")
         if cfg.undistort:
             start = time.perf_counter()
             model = undistort(model, images_out, Path(work))
@@ -222,15 +246,23 @@ def run_sfm(source: str | Path, out_dir: str | Path, cfg: SfmConfig = SfmConfig(
 
 
 def import_colmap_model(model_dir: str | Path, image_dir: str | Path, out_dir: str | Path,
-                        cfg: SfmConfig = SfmConfig()) -> dict:
+                        cfg: SfmConfig = SfmConfig(), overwrite: bool = False) -> dict:
     """Write a scene folder from an existing COLMAP model without running SfM (no pycolmap).
 
     Images may be stored at another resolution than the model's cameras (e.g. images_4/):
-    intrinsics and 2D points are rescaled to the images written.
+    intrinsics and 2D points are rescaled to the images written. The folder appears only once
+    complete; an existing non-empty `out_dir` is replaced only with `overwrite`.
     Returns:
         The summary also saved as out_dir/sfm_summary.json.
     """
     model_dir, image_dir, out_dir = Path(model_dir), Path(image_dir), Path(out_dir)
+    if not image_dir.is_dir():
+        raise SceneError(f"image folder {image_dir}: does not exist or is not a folder")
+    with _scene_folder(out_dir, [model_dir, image_dir], overwrite) as building:
+        return _import_colmap_model(model_dir, image_dir, building, cfg)
+
+
+def _import_colmap_model(model_dir: Path, image_dir: Path, out_dir: Path, cfg: SfmConfig) -> dict:
     times: dict[str, float] = {}
     start = time.perf_counter()
     model = read_model(model_dir)

@@ -24,11 +24,11 @@ from tqdm import tqdm
 from nerf import distributed
 from nerf.config import Config, config_to_text
 from nerf.datasets.scene import Scene
-from nerf.errors import CheckpointError, TrainingError
+from nerf.errors import CheckpointError, ConfigError, TrainingError
 from nerf.evaluation.views import score_views
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
-from nerf.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nerf.train.checkpoint import load_newest_readable, remove_stale_temporaries, save_checkpoint
 
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
@@ -42,7 +42,46 @@ def resolve_device(name: str) -> torch.device:
         name = distributed.device_for_rank(name, d.local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device = {name!r}: CUDA is not available on this machine; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device = {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device = {name!r}: Apple MPS is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def state_dict_problem(exc: Exception) -> str:
+    """torch's state-dict mismatch (a multi-line diff) as one short line: its first problem."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0] if lines else ""
+    more = f" and {len(lines) - 2} more" if len(lines) > 2 else ""
+    return f"{detail[:200]}{more}"
+
+
+@contextmanager
+def _interrupt_between_steps():
+    """Yield `interrupted() -> bool`: SIGINT sets a flag the loop reads between steps (only in
+    the main thread, where Python delivers signals); a second SIGINT raises at once."""
+    import signal
+    import threading
+
+    flag = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if flag:
+            raise KeyboardInterrupt("interrupted twice; stopped without a checkpoint of the current step")
+        flag.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(flag)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -100,6 +139,7 @@ class Trainer:
             if cfg.train.ema_decay > 0 else None
         )
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.on_checkpoint = None  # called with each checkpoint's path after it is written (rank 0)
         if not quiet:
             print(f"device {self.device}; backends: {', '.join(self.backends())}")
 
@@ -222,10 +262,30 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------
 
     def fit(self) -> None:
-        """Train until `steps` or `max_seconds`, with periodic checkpoints and evaluations."""
+        """Train until `steps` or `max_seconds`, with periodic checkpoints and evaluations.
+
+        Ctrl-C (SIGINT) is taken between steps, never inside one: the step in progress finishes,
+        a checkpoint of it is written (with a run directory) and KeyboardInterrupt is raised
+        with a one-line message saying where; a second Ctrl-C stops at once.
+        """
         t = self.cfg.train
         bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
+        with _interrupt_between_steps() as interrupted:
+            self._loop(bar, interrupted)
+        bar.close()
+        if self.run_dir is not None:
+            self.save()
+
+    def _loop(self, bar, interrupted) -> None:
+        t = self.cfg.train
         while self.step < t.steps and (t.max_seconds <= 0 or self.elapsed < t.max_seconds):
+            if interrupted():
+                bar.close()
+                where = ""
+                if self.run_dir is not None and self.dist.is_main:
+                    path = save_checkpoint(self.run_dir, self.step, self.state_dict(), t.keep_checkpoints)
+                    where = f"; saved {path}; run the same command to continue"
+                raise KeyboardInterrupt(f"training stopped at step {self.step}{where}")
             start = time.perf_counter()
             stats = self.train_step()
             if self.device.type == "cuda":
@@ -243,9 +303,6 @@ class Trainer:
                 distributed.barrier()
             if t.max_seconds > 0 and self.dist.enabled:
                 self._agree_on_time()
-        bar.close()
-        if self.run_dir is not None:
-            self.save()
 
     # --- evaluation ----------------------------------------------------------------------------
 
@@ -312,6 +369,8 @@ class Trainer:
         path = None
         if self.dist.is_main:
             path = save_checkpoint(self.run_dir, self.step, self.state_dict(), self.cfg.train.keep_checkpoints)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(path)
         distributed.barrier()
         return path
 
@@ -325,7 +384,7 @@ class Trainer:
             self.renderer.load_state_dict(state["renderer"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"{source}: does not match this model ({exc})") from exc
+            raise CheckpointError(f"{source}: does not match this model ({state_dict_problem(exc)})") from exc
         self.step = int(state["step"])
         if self.dist.rank == 0:
             self.generator.set_state(state["generator"].to(self.generator.get_state().device))
@@ -336,11 +395,20 @@ class Trainer:
         self.ema = state.get("ema")
 
     def resume(self) -> bool:
-        """Restore the newest checkpoint of the run directory; False when there is none."""
-        path = latest_checkpoint(self.run_dir) if self.run_dir is not None else None
-        if path is None:
+        """Restore the newest readable checkpoint of the run directory; False when there is none.
+
+        Temporary files of a write that a killed process left are removed first, and an
+        unreadable newest checkpoint is set aside with a warning (`load_newest_readable`).
+        """
+        if self.run_dir is None:
             return False
-        self.load_state_dict(load_checkpoint(path, map_location=self.device), path)
+        if self.dist.is_main:
+            remove_stale_temporaries(self.run_dir)
+        found = load_newest_readable(self.run_dir, map_location=self.device, set_aside=self.dist.is_main)
+        if found is None:
+            return False
+        path, state = found
+        self.load_state_dict(state, path)
         if not self.quiet:
             print(f"resumed from {path} (step {self.step})")
         return True
