@@ -142,8 +142,10 @@ class OccupancyGrid(nn.Module):
                 occ_eval_fn(self._cell_centers(level, i, j)).float()
                 for i, j in zip(ids.split(chunk), jitter.split(chunk))
             ]) if len(ids) else torch.zeros(0, device=dev)
+            # A cell drawn twice gets the larger of its samples (an index_put with repeated indices
+            # keeps an arbitrary one, which differed between two identical multi-threaded runs).
             current = self.occs[level]
-            current[ids] = torch.maximum(current[ids] * ema, occ)
+            current.scatter_reduce_(0, ids, torch.maximum(current[ids] * ema, occ), reduce="amax", include_self=False)
         if reduce_fn is not None:
             reduce_fn(self.occs)
         self._refresh_binaries(threshold)
