@@ -305,8 +305,10 @@ class RenderConfig:
     path: str = "orbit"  # camera path: orbit | spiral | interpolate | none | a nerfstudio camera_path.json
     frames: int = 120  # frames of an orbit, spiral or interpolated path
     fps: float = 30.0  # video frame rate (a camera_path.json brings its own)
-    width: int = 0  # output width in pixels (0 = the scene's)
-    height: int = 0  # output height in pixels (0 = the scene's)
+    width: int = 0  # output width in pixels (0 = the scene's, or the camera_path.json's)
+    height: int = 0  # output height in pixels (0 = the scene's, or the camera_path.json's)
+    downscale: float = 1.0  # render the path at 1/downscale of its size (nerfstudio's --downscale-factor)
+    path_frame: str = ""  # dataparser_transforms.json of the frame a camera_path.json is in ("" = this run's)
     elevation: float = -1.0  # orbit elevation in degrees (-1 = mean of the training cameras)
     radius_scale: float = 1.0  # orbit radius as a multiple of the training cameras' mean distance
     outputs: str = "rgb,depth"  # videos to write: any of rgb, depth, opacity

@@ -8,6 +8,7 @@ from nerf import distributed
 from nerf.allocator import tune_malloc
 from nerf.config import Config, RenderConfig
 from nerf.export.mesh import MeshConfig
+from nerf.export.nerfstudio import write_dataparser_transforms
 from nerf.jobs.mesh import MeshJobConfig, export_mesh
 from nerf.jobs.render import render_path
 from nerf.jobs.run import TrainedRun, prepare_scene
@@ -29,6 +30,7 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
     if d.is_main:
         scene = prepare_scene(cfg)  # may generate the demo scene: once
         run_dir, resume = prepare_run_dir(cfg)
+        write_dataparser_transforms(run_dir, scene.transform)  # nerfstudio's frame file
     distributed.barrier()
     if not d.is_main:
         scene = prepare_scene(cfg)
