@@ -46,6 +46,7 @@ setup(
             "nerf-demo-scene = nerf_tools.make_demo_scene:main",
             "nerf-upscale = nerf_tools.upscale:main",
             "nerf-extract-mesh = nerf_tools.extract_mesh:main",
+            "nerf-export = nerf_tools.export:main",
             "nerf-evaluate-mesh = nerf_tools.evaluate_mesh:main",
             "nerf-benchmark = nerf_tools.benchmark:main",
         ]

@@ -313,6 +313,7 @@ class RenderConfig:
     radius_scale: float = 1.0  # orbit radius as a multiple of the training cameras' mean distance
     outputs: str = "rgb,depth"  # videos to write: any of rgb, depth, opacity
     frame_format: str = "mp4"  # mp4 | png | both
+    video_quality: int = 8  # mp4 quality 0..10 (imageio-ffmpeg's scale; 10 = best, larger files)
     upscale: int = 1  # render at 1/upscale resolution and super-resolve (1 = off, or 2, 4)
     sr_weights: str = ""  # super-resolution weights ("" = train or reuse the scene-adapted net)
     sr_steps: int = 2000  # steps of scene-adaptive SR training when it is needed

@@ -238,7 +238,7 @@ def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = 
     for kind, seq in frames.items():
         if cfg.frame_format in ("mp4", "both"):
             path = out / f"{kind}{suffix}.mp4"
-            write_video(path, seq, fps)
+            write_video(path, seq, fps, cfg.video_quality)
             written[kind] = path
         if cfg.frame_format in ("png", "both"):
             folder = out / f"{kind}{suffix}"
