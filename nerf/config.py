@@ -78,6 +78,7 @@ class TrainConfig:
     loss: str = "mse"  # mse | huber
     huber_delta: float = 0.1  # Huber transition point, in colour units
     random_background: bool = True  # random background colours for RGBA scenes
+    log_every: int = 100  # steps per training line in metrics.jsonl (and TensorBoard); 0 = none
     ema_decay: float = 0.0  # EMA of weights used for evaluation (0 = off)
     amp: bool = True  # mixed precision on CUDA
     eval_every: int = 0  # steps between evaluations on held-out views (0 = only at the end)

@@ -26,6 +26,7 @@ from nerf.errors import ConfigError, ExportError
 from nerf.export.camera_paths import interpolate_path, load_nerfstudio_camera_path, orbit_path, spiral_path
 from nerf.export.crop import OrientedBox, cropped_renderer
 from nerf.export.nerfstudio import read_dataparser_transforms
+from nerf.evaluation.image import OptionalLPIPS
 from nerf.evaluation.views import score_views
 from nerf.export.video import colorize_depth, write_frames, write_video
 from nerf.frames import to_uint8_frame
@@ -53,8 +54,9 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
         raise ExportError(f"{scene.source}: the scene has no test views")
     cams = scene.cameras.to(renderer.aabb.device)
     mine = [ids.tolist()[k] for k in distributed.shard(len(ids))]  # this rank's views
+    lpips = OptionalLPIPS(renderer.aabb.device)
     per_view = score_views(renderer, scene, cams, mine, run.cfg.train.render_chunk, out / "test",
-                           "test", progress)
+                           "test", progress, lpips)
     gathered = distributed.gather_to_main(per_view)
     if gathered is None:
         return {}
@@ -63,6 +65,7 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
         "step": run.step, "views": len(per_view),
         "psnr": float(np.mean([v["psnr"] for v in per_view])),
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
+        **lpips.summary(per_view),
         "per_view": per_view,
     }
     (out / "test_metrics.json").write_text(json.dumps(result, indent=1))
