@@ -12,8 +12,11 @@ extras = {
     "test": ["pytest>=7", "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'"],
     "mesh": ["open3d>=0.18"],
     "sfm": ["pycolmap>=3.10"],
+    "tensorboard": ["tensorboard>=2.10"],  # event files beside metrics.jsonl
 }
 extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
+# LPIPS fetches its AlexNet weights on first use, so it stays out of "all" (offline machines)
+extras["lpips"] = ["lpips>=0.1.4"]
 
 setup(
     name="nerf-toolkit",
@@ -46,6 +49,7 @@ setup(
             "nerf-demo-scene = nerf_tools.make_demo_scene:main",
             "nerf-upscale = nerf_tools.upscale:main",
             "nerf-extract-mesh = nerf_tools.extract_mesh:main",
+            "nerf-export = nerf_tools.export:main",
             "nerf-evaluate-mesh = nerf_tools.evaluate_mesh:main",
             "nerf-benchmark = nerf_tools.benchmark:main",
         ]

@@ -189,6 +189,7 @@ class TrainConfig:
     loss: str = option("mse", choices=("mse", "huber"))  # mse | huber
     huber_delta: float = option(0.1, above=0.0)  # Huber transition point, in colour units
     random_background: bool = True  # random background colours for RGBA scenes
+    log_every: int = option(100, at_least=0)  # steps per training line in metrics.jsonl (and TensorBoard); 0 = none
     ema_decay: float = option(0.0, at_least=0.0, below=1.0)  # EMA of weights used for evaluation (0 = off)
     amp: bool = True  # mixed precision on CUDA
     eval_every: int = option(0, at_least=0)  # steps between evaluations on held-out views (0 = only at the end)
@@ -524,12 +525,15 @@ class RenderConfig:
     path: str = option("orbit", rule=camera_path_problem)  # camera path: orbit | spiral | interpolate | none | a nerfstudio camera_path.json
     frames: int = option(120, at_least=1)  # frames of an orbit, spiral or interpolated path
     fps: float = option(30.0, above=0.0)  # video frame rate (a camera_path.json brings its own)
-    width: int = option(0, at_least=0)  # output width in pixels (0 = the scene's)
-    height: int = option(0, at_least=0)  # output height in pixels (0 = the scene's)
+    width: int = option(0, at_least=0)  # output width in pixels (0 = the scene's, or the camera_path.json's)
+    height: int = option(0, at_least=0)  # output height in pixels (0 = the scene's, or the camera_path.json's)
+    downscale: float = option(1.0, above=0.0)  # render the path at 1/downscale of its size (nerfstudio's --downscale-factor)
+    path_frame: str = ""  # dataparser_transforms.json of the frame a camera_path.json is in ("" = this run's)
     elevation: float = option(-1.0, rule=elevation_problem)  # orbit elevation in degrees (-1 = mean of the training cameras)
     radius_scale: float = option(1.0, above=0.0)  # orbit radius as a multiple of the training cameras' mean distance
     outputs: str = option("rgb,depth", rule=outputs_problem)  # videos to write: any of rgb, depth, opacity
     frame_format: str = option("mp4", choices=("mp4", "png", "both"))  # mp4 | png | both
+    video_quality: int = option(8, at_least=0, at_most=10)  # mp4 quality 0..10 (imageio-ffmpeg's scale; 10 = best, larger files)
     upscale: int = option(1, choices=(1, 2, 4))  # render at 1/upscale resolution and super-resolve (1 = off, or 2, 4)
     sr_weights: str = ""  # super-resolution weights ("" = train or reuse the scene-adapted net)
     sr_steps: int = option(2000, at_least=1)  # steps of scene-adaptive SR training when it is needed

@@ -177,8 +177,10 @@ def test_load_nerfstudio_camera_path(tmp_path):
     transform = torch.eye(4)
     transform[:3, :3] = scale * rodrigues([0.0, 0.0, 1.0], 0.7).float()
     transform[:3, 3] = shift
-    cams, fps = load_nerfstudio_camera_path(file, transform)
-    assert fps == 30.0 and len(cams) == 3
+    path = load_nerfstudio_camera_path(file)
+    assert path.fps == 30.0 and len(path.cameras) == 3 and path.crop is None
+    torch.testing.assert_close(path.cameras.c2w, c2w)
+    cams = path.transformed(transform).cameras
     mapped_target = transform[:3, :3] @ torch.tensor(target) + shift
     assert float(angle_to_target(cams, mapped_target).max()) < AIM_TOL
     expected_centers = c2w[:, :3, 3] @ transform[:3, :3].T + shift
@@ -187,14 +189,37 @@ def test_load_nerfstudio_camera_path(tmp_path):
     # vertical fov 50 degrees: a point 25 degrees above the axis lands on the top image edge
     assert float(cams.fy[0]) == pytest.approx((H / 2) / math.tan(math.radians(25.0)), rel=1e-6)
     assert float(cams.cx[0]) == W / 2 and float(cams.cy[0]) == H / 2
-    plain, _ = load_nerfstudio_camera_path(file)
-    torch.testing.assert_close(plain.c2w, c2w)
+
+
+def test_nerfstudio_path_resized_keeps_the_vertical_field_of_view(tmp_path):
+    c2w = torch.stack([look_at([3.0, 0.0, 1.0], [0, 0, 0], [0, 0, 1])] * 2)
+    path = load_nerfstudio_camera_path(write_camera_path(tmp_path / "p.json", c2w, fov=40.0))
+    for width, height, expect in ((2 * W, 0, (2 * W, 2 * H)), (0, H // 2, (W // 2, H // 2)), (W, 3 * H, (W, 3 * H))):
+        cams = path.resized(width, height).cameras
+        assert (int(cams.width[0]), int(cams.height[0])) == expect
+        top = math.degrees(2 * math.atan(0.5 * expect[1] / float(cams.fy[0])))
+        assert top == pytest.approx(40.0, rel=1e-6) and float(cams.fx[0]) == float(cams.fy[0])
+        assert (float(cams.cx[0]), float(cams.cy[0])) == (expect[0] / 2, expect[1] / 2)
+
+
+def test_nerfstudio_crop_is_read(tmp_path):
+    c2w = torch.stack([look_at([3.0, 0.0, 1.0], [0, 0, 0], [0, 0, 1])])
+    crop = {"crop_center": [0.1, 0.2, 0.3], "crop_scale": [1.0, 2.0, 4.0], "crop_rot": [0.0, 0.0, math.pi / 2],
+            "crop_bg_color": {"r": 255, "g": 0, "b": 51}}
+    path = load_nerfstudio_camera_path(write_camera_path(tmp_path / "p.json", c2w, crop=crop))
+    torch.testing.assert_close(path.crop_background, torch.tensor([1.0, 0.0, 0.2]))
+    # yaw 90 degrees: the box's x side (length 1) lies along world y, its y side (2) along world x
+    inside = torch.tensor([[0.1 + 0.9, 0.2 + 0.45, 0.3 + 1.9]], dtype=torch.float64)
+    outside = torch.tensor([[0.1, 0.2 + 0.55, 0.3], [0.1 + 1.1, 0.2, 0.3], [0.1, 0.2, 0.3 + 2.1]], dtype=torch.float64)
+    assert path.crop.contains(inside).all() and not path.crop.contains(outside).any()
+    moved = path.transformed(torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    assert moved.crop.contains(2 * inside).all() and not moved.crop.contains(2 * outside).any()
 
 
 def test_nerfstudio_fps_from_seconds(tmp_path):
     c2w = torch.stack([look_at([3.0, 0.0, 1.0], [0, 0, 0], [0, 0, 1])] * 4)
     file = write_camera_path(tmp_path / "p.json", c2w, fps=None, seconds=2.0)
-    assert load_nerfstudio_camera_path(file)[1] == pytest.approx(2.0)
+    assert load_nerfstudio_camera_path(file).fps == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize(
@@ -206,6 +231,12 @@ def test_nerfstudio_fps_from_seconds(tmp_path):
         ({"camera_path": [{"camera_to_world": [1.0] * 9, "fov": 50}]}, "16 finite numbers"),
         ({"camera_path": [{"fov": 50}]}, "camera_to_world"),
         ({"camera_path": [{"camera_to_world": np.eye(4).reshape(-1).tolist(), "fov": 200}]}, "field of view"),
+        ({"camera_path": [{"camera_to_world": (2 * np.eye(4)).reshape(-1).tolist(), "fov": 50}]},
+         r"camera_path\[0\]: camera_to_world bottom row"),
+        ({"camera_path": [{"camera_to_world": np.diag([2.0, 1, 1, 1]).reshape(-1).tolist(), "fov": 50}]},
+         r"camera_path\[0\]: camera_to_world is not a rotation"),
+        ({"crop": {"crop_center": [0, 0, 0], "crop_scale": [1, -1, 1]}}, "crop_scale positive"),
+        ({"crop": {"crop_center": [0, 0]}}, "'crop' has no 'crop_scale'"),
         ({"fps": None, "seconds": None}, "fps"),
     ],
 )

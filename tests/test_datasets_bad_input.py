@@ -7,6 +7,7 @@ import pytest
 from synthetic_scenes import write_blender, write_colmap, write_image, write_llff, write_transforms
 
 from nerf.datasets import load_scene
+from nerf.datasets.colmap_io import ColmapCamera, ColmapImage, read_model, write_model
 from nerf.errors import ConfigError, SceneError
 
 
@@ -108,8 +109,8 @@ def test_images_of_mixed_sizes(tmp_path):
     [
         ([[1, 0, 0, 0], [0, 1, 0, float("nan")], [0, 0, 1, 4], [0, 0, 0, 1]], "NaN or inf"),
         ([[1, 0, 0, 0], [0, 1, 0, float("inf")], [0, 0, 1, 4], [0, 0, 0, 1]], "NaN or inf"),
-        ([[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "not rigid"),
-        ([[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "not rigid"),
+        ([[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], r"not a rotation \(\|R\^T R - I\| = 3"),
+        ([[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], r"not a rotation \(\|R\^T R - I\|"),
         ([[-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "det"),
         ([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "det"),
         ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 1, 1]], "bottom row"),
@@ -122,13 +123,16 @@ def test_bad_poses(tmp_path, matrix, problem):
         load_scene(tmp_path)
 
 
-def test_uniformly_scaled_rotation_is_accepted(tmp_path):
+def test_scaled_rotation_is_refused_and_a_rounded_one_accepted(tmp_path):
     poses = write_transforms(tmp_path, n=4)
     scaled = poses[2].copy()
-    scaled[:3, :3] *= 3.0
+    scaled[:3, :3] *= 3.0  # det 27: a scale hidden in the pose, not a camera orientation
     edit_json(tmp_path / "transforms.json", lambda d: d["frames"][2].update(transform_matrix=scaled.tolist()))
-    scene = load_scene(tmp_path)
-    rot = scene.cameras.c2w[:, :3, :3].double()
+    with pytest.raises(SceneError, match=r"transforms\.json frame 2: camera pose is not a rotation.*det 27"):
+        load_scene(tmp_path)
+    rounded = np.round(poses[2], 3)  # a file printed with 3 decimals is still a rotation
+    edit_json(tmp_path / "transforms.json", lambda d: d["frames"][2].update(transform_matrix=rounded.tolist()))
+    rot = load_scene(tmp_path).cameras.c2w[:, :3, :3].double()
     assert np.allclose((rot.transpose(1, 2) @ rot).numpy(), np.eye(3), atol=1e-6)
 
 
@@ -231,3 +235,98 @@ def test_transforms_bad_ngp_keys(tmp_path, meta, problem):
     write_transforms(tmp_path, n=3, meta=meta)
     with pytest.raises(SceneError, match=rf"transforms\.json: {problem}"):
         load_scene(tmp_path)
+
+
+# Impossible intrinsics and sizes that disagree with the images (nerf/datasets/checks.py).
+
+@pytest.mark.parametrize(
+    "where, change, problem",
+    [
+        ("global", {"fl_x": -7.0}, r"transforms\.json frame 0: focal length 'fl_x \(or camera_angle_x\)' must be positive, got -7"),
+        ("frame", {"fl_y": 0.0}, r"transforms\.json frame 3: focal length 'fl_y \(or camera_angle_y\)' must be positive, got 0"),
+        ("frame", {"cx": 100.0}, r"transforms\.json frame 3: principal point 'cx' = 100 lies far outside the image \(0\.\.8"),
+        ("global", {"cy": -20.0}, r"transforms\.json frame 0: principal point 'cy' = -20 lies far outside"),
+    ],
+)
+def test_transforms_impossible_intrinsics(tmp_path, where, change, problem):
+    write_transforms(tmp_path, n=5)
+    target = (lambda d: d.update(change)) if where == "global" else (lambda d: d["frames"][3].update(change))
+    edit_json(tmp_path / "transforms.json", target)
+    with pytest.raises(SceneError, match=problem):
+        load_scene(tmp_path)
+
+
+def test_transforms_negative_field_of_view(tmp_path):
+    write_transforms(tmp_path, n=4)
+    edit_json(tmp_path / "transforms.json", lambda d: (d.pop("fl_x"), d.update(camera_angle_x=-0.8)))
+    with pytest.raises(SceneError, match=r"frame 0: focal length 'fl_x \(or camera_angle_x\)' must be positive"):
+        load_scene(tmp_path)
+
+
+def test_transforms_declared_size_differs_from_the_images(tmp_path):
+    write_transforms(tmp_path, n=4, size=(8, 6), meta={"w": 16, "h": 12})
+    with pytest.raises(SceneError) as info:
+        load_scene(tmp_path)
+    message = str(info.value)
+    assert f"{tmp_path / 'transforms.json'} 'w', 'h': declares images of 16x12" in message
+    assert "000.png is 8x6" in message
+
+
+def test_transforms_declared_size_checked_against_a_downscaled_folder(tmp_path):
+    write_transforms(tmp_path, n=4, size=(8, 6))
+    for i in range(4):
+        write_image(tmp_path / "images_2" / f"{i:03d}.png", 4, 3, seed=i)
+    assert load_scene(tmp_path, downscale=2).width == 4  # 8 / 2: consistent
+    for i in range(4):
+        write_image(tmp_path / "images_2" / f"{i:03d}.png", 6, 3, seed=i)
+    with pytest.raises(SceneError, match=r"declares images of 8x6 / 2 = 4x3, but .*images_2.*000\.png is 6x3"):
+        load_scene(tmp_path, downscale=2)
+
+
+@pytest.mark.parametrize(
+    "params, problem",
+    [
+        ((0.0, 7.5, 4.2, 2.9), r"cameras\.bin camera 1 \(PINHOLE\): focal length 'PARAMS fx \(or f\)' must be positive"),
+        ((7.0, 7.5, 4.2, 40.0), r"cameras\.bin camera 1 \(PINHOLE\): principal point 'PARAMS cy' = 40"),
+        ((7.0, float("nan"), 4.2, 2.9), r"cameras\.bin camera 1 \(PINHOLE\): 'PARAMS fy \(or f\)' must be a finite number"),
+    ],
+)
+def test_colmap_impossible_intrinsics(tmp_path, params, problem):
+    write_colmap(tmp_path, n=4, params=params)
+    with pytest.raises(SceneError, match=problem):
+        load_scene(tmp_path)
+
+
+def test_colmap_non_finite_distortion(tmp_path):
+    write_colmap(tmp_path, n=4, model="OPENCV", params=(7, 7.5, 4.2, 2.9, 0.1, float("inf"), 0, 0))
+    with pytest.raises(SceneError, match=r"camera 1 \(OPENCV\): PARAMS \(distortion\) must be finite"):
+        load_scene(tmp_path)
+
+
+def test_colmap_camera_size_differs_from_the_images(tmp_path):
+    write_colmap(tmp_path, n=4, size=(8, 6))
+    model = read_model(tmp_path / "sparse" / "0")
+    cam = model.cameras[1]
+    model.cameras[1] = ColmapCamera(1, cam.model, 12, 6, cam.params)
+    write_model(model, tmp_path / "sparse" / "0")
+    with pytest.raises(SceneError, match=r"cameras\.bin camera 1 WIDTH, HEIGHT: declares images of 12x6, but .*000\.png is 8x6"):
+        load_scene(tmp_path)
+
+
+@pytest.mark.parametrize("qvec, norm", [((0.5, 0.5, 0.5, 0.0), "0.866025"), ((0.0, 0.0, 0.0, 0.0), "0")])
+def test_colmap_quaternion_that_is_not_a_rotation(tmp_path, qvec, norm):
+    write_colmap(tmp_path, n=4)
+    model = read_model(tmp_path / "sparse" / "0")
+    im = model.images[3]
+    model.images[3] = ColmapImage(3, np.array(qvec), im.tvec, im.camera_id, im.name, im.xys, im.point3d_ids)
+    write_model(model, tmp_path / "sparse" / "0")
+    with pytest.raises(SceneError, match=rf"images\.bin image 3 \(002\.png\): QW QX QY QZ = .* is not a unit quaternion \(norm {norm}\)"):
+        load_scene(tmp_path)
+
+
+def test_llff_declared_size_differs_from_the_images(tmp_path):
+    write_llff(tmp_path, full_size=(64, 48), folders=(4,))
+    for i in range(9):
+        write_image(tmp_path / "images_4" / f"image{i:03d}.png", 12, 9, seed=i)  # 48x36 photos, not 64x48
+    with pytest.raises(SceneError, match=r"poses_bounds\.npy row 0 hwf: declares images of 64x48 / 4 = 16x12, but .*is 12x9"):
+        load_scene(tmp_path, downscale=4)

@@ -5,6 +5,7 @@ Ground truth is analytic: spheres and boxes of known size, a known similarity tr
 
 import json
 import math
+import os
 import re
 import struct
 
@@ -24,7 +25,8 @@ from nerf.export.mesh import (
     lattice_bytes,
     to_original_frame,
 )
-from nerf.export.mesh_io import load_mesh, save_mesh
+from nerf.export.gltf import srgb_to_linear
+from nerf.export.mesh_io import load_mesh, save_mesh, save_point_cloud_ply
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 RES = 48  # lattice points per axis: fast, yet ~5 voxels across the smallest test shape
@@ -359,7 +361,8 @@ def test_mesh_file_round_trip_open3d(tmp_path, colored_mesh, suffix):
     assert back.has_vertex_colors()
     dist, idx = cKDTree(mesh.vertices).query(verts)  # Open3D may reorder vertices
     assert dist.max() < POS_TOL
-    assert np.abs(np.asarray(back.vertex_colors) * 255.0 - rgb[idx]).max() <= COLOR_TOL
+    expected = srgb_to_linear(rgb[idx]) if suffix == ".glb" else rgb[idx] / 255.0  # glTF colours are linear
+    assert np.abs(np.asarray(back.vertex_colors) - expected).max() * 255.0 <= COLOR_TOL
 
 
 def test_ply_header_uses_uchar_colour_names(tmp_path, colored_mesh):
@@ -378,14 +381,87 @@ def test_obj_vertex_colour_lines(tmp_path, colored_mesh):
     np.testing.assert_allclose(first[3:], rgb[0] / 255.0, atol=1e-6)
 
 
-def test_glb_has_color_0(tmp_path, colored_mesh):
-    data = save_mesh(colored_mesh[0], tmp_path / "mesh.glb").read_bytes()
+def read_glb(data: bytes) -> tuple[dict, bytes]:
     magic, version, length = struct.unpack("<4sII", data[:12])
     chunk_len, chunk_type = struct.unpack("<I4s", data[12:20])
     assert magic == b"glTF" and version == 2 and length == len(data) and chunk_type == b"JSON"
-    gltf = json.loads(data[20 : 20 + chunk_len])
-    attributes = gltf["meshes"][0]["primitives"][0]["attributes"]
-    assert "COLOR_0" in attributes and "POSITION" in attributes
+    bin_len, bin_type = struct.unpack("<I4s", data[20 + chunk_len : 28 + chunk_len])
+    assert bin_type == b"BIN\0" and 28 + chunk_len + bin_len == len(data)
+    return json.loads(data[20 : 20 + chunk_len]), data[28 + chunk_len :]
+
+
+def glb_attribute(gltf: dict, binary: bytes, name: str) -> np.ndarray:
+    accessor = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"][name]]
+    view = gltf["bufferViews"][accessor["bufferView"]]
+    assert accessor["componentType"] == 5126 and accessor["type"] == "VEC3"
+    return np.frombuffer(binary, "<f4", accessor["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+
+
+def test_glb_linear_colours_unlit_material_and_normals(tmp_path, colored_mesh):
+    mesh, rgb = colored_mesh
+    gltf, binary = read_glb(save_mesh(mesh, tmp_path / "mesh.glb").read_bytes())
+    primitive = gltf["meshes"][0]["primitives"][0]
+    assert {"POSITION", "NORMAL", "COLOR_0"} <= set(primitive["attributes"])
+    assert "KHR_materials_unlit" in gltf["extensionsUsed"]
+    material = gltf["materials"][primitive["material"]]
+    assert "KHR_materials_unlit" in material["extensions"]
+    assert material["pbrMetallicRoughness"]["metallicFactor"] == 0.0
+    # colours: the PLY's sRGB bytes decoded with the sRGB curve (0.5 in sRGB is 0.214 linear)
+    linear = glb_attribute(gltf, binary, "COLOR_0")
+    c = rgb / 255.0
+    expected = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    np.testing.assert_allclose(linear, expected, atol=1e-6)
+    ply = trimesh.load(save_mesh(mesh, tmp_path / "mesh.ply"), process=False)
+    np.testing.assert_array_equal(np.asarray(ply.visual.vertex_colors)[:, :3], rgb)
+    normals = glb_attribute(gltf, binary, "NORMAL")
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-6)
+    outward = np.einsum("ij,ij->i", normals, mesh.vertices / np.linalg.norm(mesh.vertices, axis=1, keepdims=True))
+    assert outward.min() > 0.95  # an icosphere's smooth normals point away from its centre
+
+
+def test_ply_and_obj_carry_normals(tmp_path, colored_mesh):
+    mesh, _ = colored_mesh
+    header = save_mesh(mesh, tmp_path / "m.ply").read_bytes().split(b"end_header")[0].decode("ascii")
+    assert all(f"property float {n}" in header for n in ("nx", "ny", "nz"))
+    text = save_mesh(mesh, tmp_path / "m.obj").read_text().splitlines()
+    normals = np.array([[float(v) for v in line.split()[1:]] for line in text if line.startswith("vn ")])
+    assert len(normals) == len(mesh.vertices)
+    np.testing.assert_allclose(normals, mesh.vertex_normals, atol=1e-5)
+    face = next(line for line in text if line.startswith("f "))
+    assert face.split()[1].split("//")[0] == face.split()[1].split("//")[1]
+
+
+def gltf_validator_report(path):
+    """The Khronos glTF validator's report of `path` (npm package gltf-validator, run by node)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm not installed (the Khronos glTF validator runs on node; .ci/run installs it)")
+    root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True).stdout.strip()
+    script = ("const v=require('gltf-validator');const fs=require('fs');"
+              "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[1])))"
+              ".then(r=>console.log(JSON.stringify(r)),e=>{console.error(e);process.exit(3)});")
+    run = subprocess.run(["node", "-e", script, str(path)], capture_output=True, text=True,
+                         env={**os.environ, "NODE_PATH": root})
+    if "Cannot find module 'gltf-validator'" in run.stderr:
+        pytest.skip("npm package gltf-validator not installed (npm install -g gltf-validator; .ci/run does)")
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("points", [False, True])
+def test_glb_passes_the_khronos_validator(tmp_path, colored_mesh, points):
+    mesh, rgb = colored_mesh
+    if points:
+        path = save_point_cloud_ply(tmp_path / "cloud.glb", mesh.vertices, rgb, mesh.vertex_normals)
+    else:
+        path = save_mesh(mesh, tmp_path / "mesh.glb")
+    report = gltf_validator_report(path)
+    issues = report["issues"]
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
+    info = report["info"]
+    assert "KHR_materials_unlit" in info["extensionsUsed"] and info["materialCount"] == 1
 
 
 def test_save_mesh_errors(tmp_path, colored_mesh):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from nerf.datasets.colmap_io import ColmapCamera, read_model
 from nerf.errors import ConfigError, SceneError
@@ -150,7 +151,7 @@ def test_import_colmap_sample_downscaled(tmp_path):
     assert summary["registered"] == 77
     transforms = json.loads((tmp_path / "transforms.json").read_text())
     assert len(transforms["frames"]) == 77
-    rotation = np.array(transforms["applied_transform"])[:, :3]
+    applied = np.array(transforms["applied_transform"])  # COLMAP world -> file world, [s R | t]
     errors = []
     for frame in transforms["frames"]:
         image = next(im for im in sample.images.values() if f"images/{im.name}" == frame["file_path"])
@@ -160,7 +161,8 @@ def test_import_colmap_sample_downscaled(tmp_path):
         # project the model's points with the written pose and intrinsics; compare with COLMAP's keypoints
         c2w_cv = np.array(frame["transform_matrix"]) @ np.diag([1.0, -1.0, -1.0, 1.0])
         observed = image.point3d_ids >= 0
-        world = np.stack([sample.points3d[int(i)].xyz for i in image.point3d_ids[observed]]) @ rotation.T
+        world = np.stack([sample.points3d[int(i)].xyz for i in image.point3d_ids[observed]]) @ applied[:, :3].T
+        world = world + applied[:, 3]
         cam = (world - c2w_cv[:3, 3]) @ c2w_cv[:3, :3]
         pixels = cam[:, :2] / cam[:, 2:] * [frame["fl_x"], frame["fl_y"]] + [frame["cx"], frame["cy"]]
         errors.append(np.linalg.norm(pixels - image.xys[observed] / 4, axis=1))
@@ -174,6 +176,48 @@ def test_import_colmap_sample_downscaled(tmp_path):
 def test_import_reports_missing_images(tmp_path):
     with pytest.raises(SceneError, match=r"77 of 77 images of the model .* are missing"):
         import_colmap_model(SAMPLE / "sparse" / "0", tmp_path, tmp_path / "out")
+
+
+def test_import_writes_an_instant_ngp_scene_that_loads_as_the_model(tmp_path):
+    """instant-ngp's colmap2nerf conventions (aabb_scale, up = +z, origin where the cameras look,
+    mean camera distance 4), nerfstudio's sparse_pc.ply, and our loader reads transforms.json
+    into the same normalised scene as the COLMAP model beside it."""
+    import trimesh
+    from synthetic_scenes import TARGET, write_colmap
+
+    from nerf.datasets import load_scene
+    from nerf.datasets.colmap_io import ColmapModel, ColmapPoint3D, write_model
+
+    src = tmp_path / "src"
+    write_colmap(src, n=9, size=(8, 6))
+    model = read_model(src / "sparse" / "0")
+    rng = np.random.default_rng(0)
+    xyz = TARGET + rng.normal(size=(20, 3)) * 0.3
+    rgb = rng.integers(0, 256, (20, 3)).astype(np.uint8)
+    points = {i + 1: ColmapPoint3D(i + 1, xyz[i], rgb[i], 0.5, np.zeros(0, np.int64), np.zeros(0, np.int64))
+              for i in range(20)}
+    write_model(ColmapModel(model.cameras, model.images, points), src / "sparse" / "0")
+    out = tmp_path / "scene"
+    import_colmap_model(src / "sparse" / "0", src / "images", out)
+    transforms = json.loads((out / "transforms.json").read_text())
+    assert transforms["aabb_scale"] in (1, 2, 4, 8, 16, 32, 64, 128)
+    c2w = np.stack([np.array(f["transform_matrix"]) for f in transforms["frames"]])  # OpenGL axes
+    up = c2w[:, :3, 1].mean(0)
+    assert up[2] / np.linalg.norm(up) == pytest.approx(1.0, abs=1e-9)
+    assert np.linalg.norm(c2w[:, :3, 3], axis=1).mean() == pytest.approx(4.0, rel=1e-9)
+    applied = np.array(transforms["applied_transform"])
+    assert np.linalg.norm(applied[:, :3] @ TARGET + applied[:, 3]) < 1e-6  # the ring's target is the origin
+    cloud = trimesh.load(out / transforms["ply_file_path"])
+    np.testing.assert_allclose(cloud.vertices, xyz @ applied[:, :3].T + applied[:, 3], atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(cloud.colors)[:, :3], rgb)
+    as_ngp, as_colmap = load_scene(out), load_scene(out, format="colmap")
+    assert as_ngp.format == "transforms" and as_colmap.format == "colmap"
+    torch.testing.assert_close(as_ngp.cameras.c2w, as_colmap.cameras.c2w, atol=1e-5, rtol=0)
+    torch.testing.assert_close(as_ngp.aabb, as_colmap.aabb)
+    assert as_ngp.unbounded == as_colmap.unbounded
+    for key in ("fx", "fy", "cx", "cy"):
+        torch.testing.assert_close(getattr(as_ngp.cameras, key), getattr(as_colmap.cameras, key))
+    torch.testing.assert_close(as_ngp.images, as_colmap.images)
 
 
 # --------------------------------------------------------------------------------------------

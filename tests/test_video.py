@@ -118,3 +118,35 @@ def test_turbo_properties():
     np.testing.assert_array_equal(apply_colormap(x, "gray")[:, 0], x.astype(np.float32))
     with pytest.raises(ExportError, match="unknown colour map"):
         apply_colormap(x, "jet")
+
+
+def top_level_atoms(path) -> list[str]:
+    """The MP4's top-level box types in file order (size, type; size 1 = 64-bit size follows)."""
+    data, names, pos = path.read_bytes(), [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        names.append(data[pos + 4 : pos + 8].decode("latin-1"))
+        if size == 1:
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        if size < 8:
+            break
+        pos += size
+    return names
+
+
+def test_video_is_faststart(tmp_path):
+    path = write_video(tmp_path / "v.mp4", flat_frames(6, 32, 32), fps=12) and tmp_path / "v.mp4"
+    atoms = top_level_atoms(path)
+    assert "moov" in atoms and "mdat" in atoms
+    assert atoms.index("moov") < atoms.index("mdat")  # the index first: plays while downloading
+
+
+def test_video_quality_option(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.random((64, 64, 3)).astype(np.float32) for _ in range(4)]  # noise: size follows quality
+    low, high = tmp_path / "low.mp4", tmp_path / "high.mp4"
+    write_video(low, frames, fps=10, quality=2)
+    write_video(high, frames, fps=10, quality=10)
+    assert high.stat().st_size > 2 * low.stat().st_size
+    with pytest.raises(ExportError, match="quality must be in 0..10, got 11"):
+        write_video(tmp_path / "bad.mp4", frames, fps=10, quality=11)

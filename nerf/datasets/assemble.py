@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from nerf.cameras import Cameras
+from nerf.datasets.checks import check_intrinsics
 from nerf.datasets.images import IMAGE_SUFFIXES
 from nerf.datasets.normalize import Normalization, apply_to_poses
 from nerf.datasets.scene import Scene
@@ -82,9 +83,18 @@ def make_scene(
     image_paths: Sequence[Path] = (),
     source: Path | None = None,
     format: str = "",
+    labels: Sequence[str] = (),
+    intrinsic_fields: Sequence[str] = ("fx", "fy", "cx", "cy"),
+    distortion_field: str = "distortion",
 ) -> Scene:
-    """Normalise the cameras and bundle everything into a Scene."""
+    """Check the intrinsics, normalise the cameras and bundle everything into a Scene.
+
+    `labels` (one per camera, default its image path) and `intrinsic_fields` (the file's names
+    of fx, fy, cx, cy) name a bad camera in the error (see nerf.datasets.checks).
+    """
     h, w = images.shape[1:3]
+    labels = list(labels) or [str(p) for p in image_paths] or [f"camera {i}" for i in range(len(c2w))]
+    check_intrinsics(intrinsics, (w, h), labels, intrinsic_fields, distortion, distortion_field)
     moved = apply_to_poses(normalization.transform, c2w)
     if distortion is not None and not np.any(distortion):
         distortion = None

@@ -23,8 +23,9 @@ import numpy as np
 from nerf.datasets.assemble import (
     SPLIT_NAMES, frame_file, frame_matrix, make_scene, read_json, select_splits,
 )
+from nerf.datasets.checks import check_poses
 from nerf.datasets.images import check_downscale, read_images
-from nerf.datasets.normalize import blender_normalization, check_poses
+from nerf.datasets.normalize import blender_normalization
 from nerf.datasets.scene import Scene
 from nerf.errors import SceneError
 
@@ -108,4 +109,6 @@ def read_blender(
         image_paths=[paths[k] for k in keep],
         source=root,
         format="blender",
+        labels=[labels[k] for k in keep],
+        intrinsic_fields=("camera_angle_x", "camera_angle_x", "cx (image centre)", "cy (image centre)"),
     )

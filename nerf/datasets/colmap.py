@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from nerf.datasets.assemble import SPLIT_NAMES, holdout_splits, make_scene, scale_intrinsics, select_splits
+from nerf.datasets.checks import check_image_size, check_poses, check_quaternions
 from nerf.datasets.colmap_io import ColmapCamera, read_model
-from nerf.datasets.images import check_downscale, downscaled_folders, read_images, target_size
-from nerf.datasets.normalize import check_poses, object_normalization
+from nerf.datasets.images import check_downscale, downscaled_folders, image_size, read_images, target_size
+from nerf.datasets.normalize import object_normalization
 from nerf.datasets.scene import Scene
 from nerf.errors import SceneError
 from nerf.rotations import quat_to_rotmat
@@ -110,10 +111,12 @@ def read_colmap(
         raise SceneError(f"{folder}: the COLMAP model has no registered images")
 
     records = sorted(model.images.values(), key=lambda im: im.name)
-    rotations = np.stack([quat_to_rotmat(np.asarray(im.qvec, dtype=np.float64)) for im in records])
-    translations = np.stack([np.asarray(im.tvec, dtype=np.float64) for im in records])
     labels = [f"{images_file} image {im.image_id} ({im.name})" for im in records]
-    c2w = check_poses(colmap_to_opencv(rotations, translations), labels)
+    quats = np.stack([np.asarray(im.qvec, dtype=np.float64) for im in records])
+    check_quaternions(quats, labels)
+    rotations = quat_to_rotmat(quats)
+    translations = np.stack([np.asarray(im.tvec, dtype=np.float64) for im in records])
+    c2w = check_poses(colmap_to_opencv(rotations, translations), labels, field="pose (QW QX QY QZ TX TY TZ)")
     norm = object_normalization(c2w)
 
     parsed = [camera_intrinsics(model.cameras[im.camera_id], str(cameras_file)) for im in records]
@@ -135,6 +138,8 @@ def read_colmap(
     files = [use / records[i].name for i in keep]
     # a pre-downscaled folder is read as it is (its rounding may differ); images/ is resized
     size_wanted = None if d_folder is not None else target_size(*size, downscale)
+    check_image_size(size, image_size(files[0], labels[keep[0]]), downscale if d_folder is not None else 1,
+                     f"{cameras_file} camera {records[keep[0]].camera_id} WIDTH, HEIGHT", str(files[0]))
     images = read_images(files, [labels[i] for i in keep], size=size_wanted)
     loaded = (images.shape[2], images.shape[1])
     intrinsics = scale_intrinsics(np.stack([parsed[i][0] for i in keep]), size, loaded, str(use))
@@ -149,4 +154,8 @@ def read_colmap(
         image_paths=files,
         source=root,
         format="colmap",
+        labels=[f"{cameras_file} camera {records[i].camera_id} ({model.cameras[records[i].camera_id].model})"
+                for i in keep],
+        intrinsic_fields=("PARAMS fx (or f)", "PARAMS fy (or f)", "PARAMS cx", "PARAMS cy"),
+        distortion_field="PARAMS (distortion)",
     )

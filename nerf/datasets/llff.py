@@ -24,8 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from nerf.datasets.assemble import SPLIT_NAMES, holdout_splits, make_scene, scale_intrinsics, select_splits
-from nerf.datasets.images import check_downscale, downscaled_folders, list_images, read_images, target_size
-from nerf.datasets.normalize import check_poses, forward_facing_normalization
+from nerf.datasets.checks import check_image_size, check_poses
+from nerf.datasets.images import (
+    check_downscale, downscaled_folders, image_size, list_images, read_images, target_size,
+)
+from nerf.datasets.normalize import forward_facing_normalization
 from nerf.datasets.scene import Scene
 from nerf.errors import SceneError
 
@@ -114,6 +117,8 @@ def read_llff(
     keep, split_index = select_splits(holdout_splits(n), splits)
     labels = [f"{folder.name} image {i} (pose row {i})" for i in keep]
     size = None if k == downscale else target_size(width, height, downscale)
+    check_image_size((width, height), image_size(files[keep[0]], labels[0]), k,
+                     f"{root / FILE_NAME} row {keep[0]} hwf", str(files[keep[0]]))
     images = read_images([files[i] for i in keep], labels, size=size)
     loaded = (images.shape[2], images.shape[1])
 
@@ -131,4 +136,6 @@ def read_llff(
         image_paths=[files[i] for i in keep],
         source=root,
         format="llff",
+        labels=[f"{FILE_NAME} row {i}" for i in keep],
+        intrinsic_fields=("focal (hwf)", "focal (hwf)", "cx (image centre)", "cy (image centre)"),
     )

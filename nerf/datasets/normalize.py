@@ -36,10 +36,7 @@ forward-facing rule (LLFF)
     reaches depth z no sooner than distance z); far = the largest distance from a camera to its
     own far frustum corners. unbounded = True.
 
-Poses are validated here too (`check_poses`): finite numbers, an affine bottom row, and a
-rotation part that is a rotation times a uniform scale (det > 0, |R^T R - I| <= 1e-2 after
-removing the scale); the scale is removed and the rotation re-orthonormalised (polar
-decomposition) so downstream code can rely on exact rotations.
+The poses these rules receive are rigid (validated by `nerf.datasets.checks.check_poses`).
 """
 
 from __future__ import annotations
@@ -49,7 +46,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nerf.errors import SceneError
 from nerf.rotations import closest_point_to_axes, up_alignment
 
 BLENDER_HALF_EXTENT = 1.5  # nerf_synthetic objects fit in [-1.5, 1.5]^3
@@ -61,8 +57,6 @@ OBJECT_AABB_HALF_EXTENT = 4.0
 FORWARD_FACING_FAR = 2.0
 FAR_PERCENTILE = 90.0
 AXES_MIN_EIGENVALUE = 1e-3  # of mean(I - d d^T); below it the optical axes are near-parallel
-RIGID_TOL = 1e-2  # max |R^T R - I| accepted, after removing a uniform scale
-BOTTOM_ROW_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -100,44 +94,6 @@ def apply_to_poses(
     out = np.array(c2w, dtype=np.float64, copy=True)
     out[:, :3, :3] = rot @ c2w[:, :3, :3]
     out[:, :3, 3] = c2w[:, :3, 3] @ linear.T + transform[:3, 3]
-    return out
-
-
-def check_poses(
-    c2w: np.ndarray,  # [C, 4, 4] or [C, 3, 4]
-    labels: Sequence[str],  # C strings naming each pose's origin, e.g. "transforms.json frame 3"
-) -> np.ndarray:  # [C, 4, 4] float64 with exact rotations
-    """Validate camera-to-world matrices and return them with orthonormal rotation parts.
-
-    Raises SceneError naming the first bad pose: NaN/inf, a bottom row other than [0, 0, 0, 1],
-    det <= 0, or a rotation part that is not a uniformly scaled rotation within RIGID_TOL.
-    """
-    c2w = np.asarray(c2w, dtype=np.float64)
-    if c2w.ndim != 3 or c2w.shape[1:] not in ((4, 4), (3, 4)):
-        raise SceneError(f"{labels[0] if labels else 'poses'}: expected [C, 4, 4] poses, got {c2w.shape}")
-    out = np.tile(np.eye(4), (len(c2w), 1, 1))
-    for i, (pose, label) in enumerate(zip(c2w, labels)):
-        if not np.all(np.isfinite(pose)):
-            raise SceneError(f"{label}: camera pose contains NaN or inf: {pose.tolist()}")
-        if pose.shape[0] == 4 and np.abs(pose[3] - [0, 0, 0, 1]).max() > BOTTOM_ROW_TOL:
-            raise SceneError(f"{label}: camera pose bottom row is {pose[3].tolist()}, expected [0, 0, 0, 1]")
-        linear = pose[:3, :3]
-        det = np.linalg.det(linear)
-        if not det > 0:
-            raise SceneError(
-                f"{label}: camera pose is not a rotation (det of its 3x3 part is {det:.6g}, must be > 0; "
-                "a mirrored or degenerate matrix)"
-            )
-        rot = linear / np.cbrt(det)
-        err = np.abs(rot.T @ rot - np.eye(3)).max()
-        if err > RIGID_TOL:
-            raise SceneError(
-                f"{label}: camera pose is not rigid (|R^T R - I| = {err:.3g} > {RIGID_TOL} after "
-                "removing a uniform scale)"
-            )
-        u, _, vt = np.linalg.svd(rot)
-        out[i, :3, :3] = u @ vt
-        out[i, :3, 3] = pose[:3, 3]
     return out
 
 

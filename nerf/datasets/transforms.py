@@ -35,9 +35,10 @@ from nerf.datasets.assemble import (
     scale_intrinsics, select_splits,
 )
 from nerf.datasets.blender import opengl_to_opencv
+from nerf.datasets.checks import check_image_size, check_poses
 from nerf.datasets.images import check_downscale, image_size, read_images, read_masks, target_size
 from nerf.datasets.normalize import (
-    NGP_DEFAULT_OFFSET, NGP_DEFAULT_SCALE, check_poses, ngp_normalization, object_normalization,
+    NGP_DEFAULT_OFFSET, NGP_DEFAULT_SCALE, ngp_normalization, object_normalization,
 )
 from nerf.datasets.scene import Scene
 from nerf.errors import SceneError
@@ -66,10 +67,11 @@ def _number(meta: dict, frame: dict, key: str, label: str) -> float | None:
 
 def _frame_camera(
     meta: dict, frame: dict, label: str, first_image: Path
-) -> tuple[tuple[int, int], np.ndarray, np.ndarray, str]:
-    """((w, h), [fx, fy, cx, cy], distortion [6], model) of one frame."""
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, str, bool]:
+    """((w, h), [fx, fy, cx, cy], distortion [6], model, whether the file declares w and h)."""
     w, h = _number(meta, frame, "w", label), _number(meta, frame, "h", label)
-    if w is None or h is None:
+    declared = w is not None and h is not None
+    if not declared:
         w, h = image_size(first_image, label)
     fx = _number(meta, frame, "fl_x", label)
     if fx is None:
@@ -95,7 +97,7 @@ def _frame_camera(
         raise SceneError(
             f"{label}: camera_model {name!r} is not supported (supported: {', '.join(CAMERA_MODELS)})"
         )
-    return (int(round(w)), int(round(h))), intrinsics, dist, model
+    return (int(round(w)), int(round(h))), intrinsics, dist, model, declared
 
 
 def _ngp_normalization(meta: dict, json_path: Path):
@@ -192,7 +194,7 @@ def read_transforms(
     all_splits = _file_splits(meta, root, paths) or holdout_splits(len(frames))
     keep, split_index = select_splits(all_splits, splits)
     cams = [_frame_camera(meta, frames[k], labels[k], paths[keep[0]]) for k in keep]
-    models = {m for *_, m in cams}
+    models = {c[3] for c in cams}
     if len(models - {"pinhole"}) > 1:
         raise SceneError(f"{json_path}: frames mix camera models {sorted(models)}; one scene needs one")
     model = (models - {"pinhole"} or {"pinhole"}).pop()
@@ -203,6 +205,10 @@ def read_transforms(
 
     out_size = target_size(*size, downscale)
     load_paths = [_downscaled(root, paths[k], downscale) for k in keep]
+    if any(c[4] for c in cams):
+        check_image_size(size, image_size(load_paths[0], labels[keep[0]]),
+                         1 if load_paths[0] == paths[keep[0]] else downscale,
+                         f"{json_path} 'w', 'h'", str(load_paths[0]))
     images = read_images(load_paths, [labels[k] for k in keep], size=out_size)
     intrinsics = scale_intrinsics(np.stack([c[1] for c in cams]), size, out_size, str(json_path))
 
@@ -227,4 +233,7 @@ def read_transforms(
         image_paths=load_paths,
         source=root,
         format="transforms",
+        labels=[labels[k] for k in keep],
+        intrinsic_fields=("fl_x (or camera_angle_x)", "fl_y (or camera_angle_y)", "cx", "cy"),
+        distortion_field="'k1' 'k2' 'k3' 'k4' 'p1' 'p2'",
     )

@@ -1,6 +1,7 @@
 """Image quality metrics: PSNR and SSIM (Wang et al. 2004, Gaussian window 11, sigma 1.5).
 
-LPIPS is reported only when the optional `lpips` package imports; it is never required.
+LPIPS is reported only when the optional `lpips` package and its weights load; otherwise the
+metrics say it is absent and why. It is never required.
 """
 
 from __future__ import annotations
@@ -42,23 +43,33 @@ def ssim(image: Tensor, target: Tensor) -> float:
 
 
 class OptionalLPIPS:
-    """LPIPS (AlexNet) when the `lpips` package and its weights are installed, else absent."""
+    """LPIPS (AlexNet) when the `lpips` package and its weights are installed, else absent with
+    the reason (`status`), which the metrics record instead of a number."""
 
     def __init__(self, device: torch.device):
-        self.model = None
+        self.model, self.status = None, ""
         try:
-            import lpips  # noqa: F401  (optional dependency)
-
+            import lpips  # optional dependency: pip install -e ".[lpips]"
+        except ImportError:
+            self.status = 'absent: the lpips package is not installed (pip install -e ".[lpips]")'
+            return
+        try:
             self.model = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
-        except Exception:  # the package or its weights are missing: LPIPS is simply not reported
-            self.model = None
+        except Exception as exc:  # its AlexNet weights are fetched on first use and may be missing
+            self.status = f"absent: the lpips weights could not be loaded ({type(exc).__name__}: {exc})"
 
     @property
     def available(self) -> bool:
         return self.model is not None
 
     @torch.no_grad()
-    def __call__(self, image: Tensor, target: Tensor) -> float:
+    def __call__(self, image: Tensor, target: Tensor) -> float:  # [H, W, 3] in [0, 1] each
         a = image.permute(2, 0, 1)[None] * 2 - 1
         b = target.permute(2, 0, 1)[None] * 2 - 1
         return float(self.model(a, b))
+
+    def summary(self, values: list[dict]) -> dict:
+        """{"lpips": mean over the views} or {"lpips": None, "lpips_status": why it is absent}."""
+        if not self.available:
+            return {"lpips": None, "lpips_status": self.status}
+        return {"lpips": sum(v["lpips"] for v in values) / len(values)}

@@ -27,10 +27,12 @@ def score_views(
     image_dir: Path | None = None,
     prefix: str = "test",
     progress: bool = False,
+    lpips=None,  # nerf.evaluation.image.OptionalLPIPS, scored when available
 ) -> list[dict]:
-    """Render `views`, score them against the photos (PSNR, SSIM), optionally save the renders.
+    """Render `views`, score them against the photos (PSNR, SSIM, LPIPS when given and
+    available), optionally save the renders.
 
-    Returns one {"view", "psnr", "ssim"} record per view; images go to
+    Returns one {"view", "psnr", "ssim"[, "lpips"]} record per view; images go to
     `image_dir/<prefix>_<view>.png`.
     """
     dev = renderer.aabb.device
@@ -42,6 +44,8 @@ def score_views(
         img = renderer.render_image(cameras, i, bg, chunk)["rgb"]
         gt = scene.image_float(i, bg.cpu()).to(dev)
         records.append({"view": i, "psnr": psnr(img, gt), "ssim": ssim(img, gt)})
+        if lpips is not None and lpips.available:
+            records[-1]["lpips"] = lpips(img, gt)
         if image_dir is not None:
             iio.imwrite(image_dir / f"{prefix}_{i:04d}.png", to_uint8_frame(img))
     return records

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from nerf.cameras import Cameras
-from nerf.errors import ExportError
+from nerf.datasets.checks import check_poses
+from nerf.errors import ExportError, SceneError
+from nerf.export.crop import OrientedBox
 from nerf.rotations import PARALLEL_EPS, closest_point_to_axes, quat_to_rotmat, rotmat_to_quat
 from nerf.rotations import look_at as look_at_c2w
 
@@ -296,22 +299,78 @@ def _opengl_to_opencv(c2w: Tensor) -> Tensor:  # [C, 4, 4]: flip camera y and z 
     return out
 
 
-def load_nerfstudio_camera_path(path: str | Path, transform: Tensor | None = None) -> tuple[Cameras, float]:
-    """Read a nerfstudio camera_path.json (perspective cameras) into normalised-frame Cameras.
+@dataclass(frozen=True)
+class NerfstudioPath:
+    """A nerfstudio camera_path.json, in the frame it was written in (its dataparser frame)."""
+
+    cameras: Cameras  # OpenCV c2w, render_width x render_height
+    fov: Tensor  # [N] float64 vertical field of view of each frame, degrees
+    fps: float
+    crop: OrientedBox | None = None  # "crop": density outside it is dropped
+    crop_background: Tensor | None = None  # [3] float32 in [0, 1], the colour behind a crop
+
+    def resized(self, width: int = 0, height: int = 0) -> "NerfstudioPath":
+        """The path rendered at `width` x `height` (0 = keep the aspect ratio; both 0 = as is).
+
+        Each frame keeps its vertical field of view, as nerfstudio's own renderer does for the
+        size a user picks: fy = fx = height / 2 / tan(fov / 2), principal point at the centre.
+        """
+        w0, h0 = int(self.cameras.width[0]), int(self.cameras.height[0])
+        if width <= 0 and height <= 0:
+            return self
+        if width < 0 or height < 0:
+            raise ExportError(f"camera path: size {width}x{height} must be positive")
+        width = width or max(1, round(w0 * height / h0))
+        height = height or max(1, round(h0 * width / w0))
+        focal = torch.tensor([_fov_intrinsics(float(f), width, height)[0] for f in self.fov])
+        cams = Cameras.create(self.cameras.c2w, focal, focal, width / 2.0, height / 2.0, width, height)
+        return replace(self, cameras=cams)
+
+    def transformed(self, transform: Tensor) -> "NerfstudioPath":
+        """The path (and its crop box) moved by a similarity `transform [4, 4]`."""
+        m = torch.as_tensor(transform, dtype=torch.float64)
+        crop = None if self.crop is None else self.crop.transformed(m)
+        return replace(self, cameras=self.cameras.transformed(m.float()), crop=crop)
+
+
+def _crop_box(data: dict, path: Path) -> tuple[OrientedBox | None, Tensor | None]:
+    """nerfstudio's optional "crop": crop_center, crop_scale, crop_rot (rpy), crop_bg_color (0..255)."""
+    crop = data.get("crop")
+    if crop is None:
+        return None, None
+    if not isinstance(crop, dict):
+        raise ExportError(f"{path}: 'crop' must be an object or null")
+    try:
+        center = [float(v) for v in crop["crop_center"]]
+        size = [float(v) for v in crop["crop_scale"]]
+        rpy = [float(v) for v in crop.get("crop_rot", (0.0, 0.0, 0.0))]
+        bg = crop.get("crop_bg_color", {"r": 0, "g": 0, "b": 0})
+        background = [float(bg[k]) / 255.0 for k in ("r", "g", "b")]
+    except KeyError as exc:
+        raise ExportError(f"{path}: 'crop' has no {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"{path}: 'crop' values must be numbers ({exc})") from exc
+    if len(center) != 3 or len(size) != 3 or len(rpy) != 3:
+        raise ExportError(f"{path}: crop_center, crop_scale and crop_rot must have 3 numbers each")
+    if not all(math.isfinite(v) for v in center + rpy) or not all(math.isfinite(v) and v > 0 for v in size):
+        raise ExportError(f"{path}: crop_center and crop_rot must be finite and crop_scale positive, "
+                          f"got {center}, {rpy}, {size}")
+    return OrientedBox.from_rpy(center, rpy, size), torch.tensor(background).clamp(0, 1)
+
+
+def load_nerfstudio_camera_path(path: str | Path) -> NerfstudioPath:
+    """Read a nerfstudio camera_path.json (perspective cameras), in the frame it was written in.
 
     Each entry of "camera_path" holds "camera_to_world" (16 floats, row-major 4x4, OpenGL axes;
     12 floats = the top 3x4 rows are accepted too) and "fov" (vertical, degrees). The image size
     is "render_width" x "render_height" (square pixels, principal point at the centre);
     "aspect" and "keyframes" describe the editor's view and are not needed. The frame rate is
-    "fps", or the frame count over "seconds".
-
-    Args:
-        path: the JSON file.
-        transform: [4, 4] similarity from the file's world frame to the normalised frame (the
-            scene's `transform`); None keeps the file's frame.
+    "fps", or the frame count over "seconds". An optional "crop" gives a box (see
+    nerf.export.crop). nerfstudio writes paths in its dataparser frame: for our runs, the
+    normalised frame that <run>/dataparser_transforms.json describes.
 
     Returns:
-        (Cameras, fps).
+        NerfstudioPath (cameras, fov per frame, fps, crop box and its background colour).
     """
     path = Path(path)
     try:
@@ -338,7 +397,7 @@ def load_nerfstudio_camera_path(path: str | Path, transform: Tensor | None = Non
     frames = data.get("camera_path")
     if not isinstance(frames, list) or not frames:
         raise ExportError(f"{path}: 'camera_path' must be a non-empty list of frames")
-    c2w, focal = [], []
+    c2w, focal, fovs = [], [], []
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict):
             raise ExportError(f"{path}: camera_path[{i}] must be an object, got {type(frame).__name__}")
@@ -357,7 +416,12 @@ def load_nerfstudio_camera_path(path: str | Path, transform: Tensor | None = Non
             )
         if matrix.numel() == 12:
             matrix = torch.cat([matrix, torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)])
-        c2w.append(matrix.reshape(4, 4))
+        try:
+            rigid = check_poses(matrix.reshape(1, 4, 4).numpy(), [f"{path}: camera_path[{i}]"], "camera_to_world")
+        except SceneError as exc:
+            raise ExportError(str(exc)) from exc
+        c2w.append(torch.from_numpy(rigid[0]))
+        fovs.append(fov)
         try:
             focal.append(_fov_intrinsics(fov, width, height)[0])
         except ExportError as exc:
@@ -371,6 +435,5 @@ def load_nerfstudio_camera_path(path: str | Path, transform: Tensor | None = Non
         _opengl_to_opencv(torch.stack(c2w)).float(), torch.tensor(focal), torch.tensor(focal),
         width / 2.0, height / 2.0, width, height,
     )
-    if transform is not None:
-        cameras = cameras.transformed(torch.as_tensor(transform, dtype=torch.float32))
-    return cameras, float(fps)
+    crop, background = _crop_box(data, path)
+    return NerfstudioPath(cameras, torch.tensor(fovs, dtype=torch.float64), float(fps), crop, background)

@@ -5,6 +5,8 @@ one size. Videos are H.264 (libx264) in yuv420p, the pixel format every player d
 subsamples chroma 2x2, so odd widths or heights are padded to even by repeating the last column
 or row (edge replication: no black line, the frame is one pixel larger at most). The video is
 written to a hidden temporary file and renamed, so an interrupted render leaves no broken mp4.
+The index (the `moov` atom) is moved before the frames (ffmpeg's `-movflags +faststart`), so a
+browser or a web page plays the video while it downloads instead of after.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nerf.frames import to_uint8_frame
 from nerf.export.mesh_io import ensure_folder
 
 VIDEO_QUALITY = 8  # imageio-ffmpeg quality 0..10 (10 = best); 8 is visually lossless for renders
+QUALITY_RANGE = (0, 10)
 DEPTH_RANGE_QUANTILES = (0.01, 0.99)  # default near/far: robust to a few outlier pixels
 
 
@@ -55,6 +58,8 @@ def write_video(path: str | Path, frames: Iterable, fps: float, quality: int = V
     path = Path(path)
     if fps <= 0:
         raise ExportError(f"{path}: fps must be positive, got {fps}")
+    if not QUALITY_RANGE[0] <= quality <= QUALITY_RANGE[1]:
+        raise ExportError(f"{path}: video quality must be in {QUALITY_RANGE[0]}..{QUALITY_RANGE[1]}, got {quality}")
     tmp = _temporary(path)
     writer, size, count = None, None, 0
     ensure_folder(path.parent)
@@ -65,7 +70,7 @@ def write_video(path: str | Path, frames: Iterable, fps: float, quality: int = V
                 size = frame.shape[:2]
                 writer = imageio_ffmpeg.write_frames(
                     str(tmp), (size[1], size[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                    quality=quality, macro_block_size=1,
+                    quality=quality, macro_block_size=1, output_params=["-movflags", "+faststart"],
                 )
                 writer.send(None)  # start the generator
             elif frame.shape[:2] != size:

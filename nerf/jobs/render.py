@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from nerf import distributed
@@ -23,11 +26,17 @@ from nerf.config import RenderConfig
 from nerf.datasets import load_scene
 from nerf.errors import ConfigError, ExportError
 from nerf.export.camera_paths import interpolate_path, load_nerfstudio_camera_path, orbit_path, spiral_path
+from nerf.export.crop import OrientedBox, cropped_renderer
+from nerf.export.nerfstudio import read_dataparser_transforms
+from nerf.evaluation.image import OptionalLPIPS
 from nerf.evaluation.views import score_views
 from nerf.export.video import colorize_depth, write_frames, write_video
 from nerf.frames import to_uint8_frame
 from nerf.jobs.run import TrainedRun
 from nerf.rotations import mean_up
+
+OUTPUT_KINDS = ("rgb", "depth", "opacity")
+EMPTY_OPACITY = 0.01  # a path whose every pixel stays below this opacity shows nothing
 
 
 def output_dir(run: TrainedRun, cfg: RenderConfig) -> Path:
@@ -79,8 +88,9 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
         raise ExportError(f"{scene.source}: the scene has no test views")
     cams = scene.cameras.to(renderer.aabb.device)
     mine = [ids.tolist()[k] for k in distributed.shard(len(ids))]  # this rank's views
+    lpips = OptionalLPIPS(renderer.aabb.device)
     per_view = score_views(renderer, scene, cams, mine, run.cfg.train.render_chunk, out / "test",
-                           "test", progress)
+                           "test", progress, lpips)
     gathered = distributed.gather_to_main(per_view)
     if gathered is None:
         return {}
@@ -89,18 +99,45 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
         "step": run.step, "views": len(per_view),
         "psnr": float(np.mean([v["psnr"] for v in per_view])),
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
+        **lpips.summary(per_view),
         "per_view": per_view,
     }
     write_text_atomic(out / "test_metrics.json", json.dumps(result, indent=1))
     return result
 
 
-def camera_path(run: TrainedRun, cfg: RenderConfig) -> tuple[Cameras, float]:
+@dataclass(frozen=True)
+class PathToRender:
+    cameras: Cameras  # normalised frame
+    fps: float
+    crop: OrientedBox | None = None  # normalised frame; density outside it is dropped
+    background: Tensor | None = None  # [3] colour behind the crop (None = the scene's)
+
+
+def nerfstudio_path(run: TrainedRun, cfg: RenderConfig) -> PathToRender:
+    """A camera_path.json in the run's frame: the path is in the frame of `cfg.path_frame` (a
+    dataparser_transforms.json, e.g. of a nerfstudio run on the same data) or, by default, in
+    this run's own dataparser frame (the normalised frame; <run>/dataparser_transforms.json)."""
+    path = load_nerfstudio_camera_path(cfg.path)
+    if cfg.path_frame:
+        theirs = read_dataparser_transforms(cfg.path_frame)
+        path = path.transformed(run.scene.transform.double() @ torch.linalg.inv(theirs))
+    path = path.resized(cfg.width, cfg.height)
+    return PathToRender(path.cameras, path.fps, path.crop, path.crop_background)
+
+
+def camera_path(run: TrainedRun, cfg: RenderConfig) -> PathToRender:
     """The cameras of the requested path, in the normalised frame, and the frame rate."""
     scene = run.scene
     train = scene.cameras[scene.splits["train"]]
     width = cfg.width or scene.width
     height = cfg.height or scene.height
+    if not cfg.downscale > 0:
+        raise ConfigError(f"downscale = {cfg.downscale}: must be a positive factor")
+    if cfg.path.endswith(".json"):
+        plan = nerfstudio_path(run, cfg)
+        check_path_cameras(plan.cameras, cfg.path)
+        return replace(plan, cameras=plan.cameras.scaled(1.0 / cfg.downscale))
     if cfg.frames < 1:
         raise ConfigError(f"frames = {cfg.frames}: need at least one frame")
     if cfg.path == "orbit":
@@ -119,20 +156,15 @@ def camera_path(run: TrainedRun, cfg: RenderConfig) -> tuple[Cameras, float]:
             elevation = math.degrees(math.asin(float(sin_el.mean().clamp(-1, 1))))
         fov = math.degrees(2 * math.atan(0.5 * float(train.height[0]) / float(train.fy[0])))
         cams = orbit_path(center, up, radius, elevation, cfg.frames, width, height, fov)
-        return cams, cfg.fps
-    if cfg.path == "spiral":
+    elif cfg.path == "spiral":
         cams = spiral_path(train, cfg.frames, near=scene.near, far=scene.far)
     elif cfg.path == "interpolate":
         cams = interpolate_path(train, cfg.frames)
-    elif cfg.path.endswith(".json"):
-        cams, fps = load_nerfstudio_camera_path(cfg.path, scene.transform)
-        check_path_cameras(cams, cfg.path)
-        return cams, fps
     else:
         raise ConfigError(f"path = {cfg.path!r}: expected orbit, spiral, interpolate, none or a .json file")
-    if (cfg.width, cfg.height) != (0, 0):
+    if cfg.path != "orbit" and (cfg.width, cfg.height) != (0, 0):
         cams = cams.scaled(width / float(cams.width[0]))
-    return cams, cfg.fps
+    return PathToRender(cams.scaled(1.0 / cfg.downscale) if cfg.downscale != 1 else cams, cfg.fps)
 
 
 ROTATION_TOLERANCE = 1e-3  # max |R^T R - I| of a camera path's rotation part (float32 files, rounding)
@@ -209,21 +241,33 @@ def training_pairs(run: TrainedRun, scale: int, progress: bool = True) -> tuple[
     return lr_imgs, hr_imgs
 
 
+def warn_if_empty(path: str, max_opacity: float) -> None:
+    """Say so on stderr when no pixel of any frame sees anything (the video would be blank)."""
+    if max_opacity >= EMPTY_OPACITY:
+        return
+    hint = ("; a camera_path.json is read in the run's dataparser frame (<run>/dataparser_transforms.json) "
+            "unless --path_frame names the frame it was written in") if path.endswith(".json") else ""
+    print(f"warning: every frame of the path {path} renders empty (largest opacity {max_opacity:.3g})"
+          f"{hint}", file=sys.stderr)
+
+
 @torch.no_grad()
 def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = True) -> dict[str, Path]:
     """Render the camera path; write the requested videos / PNG frames. Returns written paths."""
     kinds = [k.strip() for k in cfg.outputs.split(",") if k.strip()]  # checked by RenderConfig
-    cams, fps = camera_path(run, cfg)
+    plan = camera_path(run, cfg)
+    cams, fps = plan.cameras, plan.fps
     dev = run.renderer.aabb.device
     sr = None
     if cfg.upscale > 1:
         sr = _super_resolver(run, cfg, progress)
         cams = cams.scaled(1.0 / cfg.upscale)
     cams = cams.to(dev)
-    bg = run.scene.render_background.to(dev)
+    renderer = run.renderer if plan.crop is None else cropped_renderer(run.renderer, plan.crop)
+    bg = (run.scene.render_background if plan.background is None else plan.background).to(dev)
     rendered = {}  # frame index -> (rgb uint8, depth, opacity) for this rank's frames
     for i in tqdm(distributed.shard(len(cams)), desc="path frames", disable=not progress):
-        img = run.renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)
+        img = renderer.render_image(cams, i, bg, run.cfg.train.render_chunk)
         rgb = img["rgb"].cpu().numpy()
         if sr is not None and "rgb" in kinds:
             from nerf.sr.upscale import upscale_image
@@ -235,6 +279,7 @@ def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = 
         return {}
     for part in gathered:
         rendered.update(part)
+    warn_if_empty(cfg.path, max(float(r[2].max()) for r in rendered.values()))
     first_depth, first_opacity = rendered[0][1], rendered[0][2]
     hit = first_depth[first_opacity > 0.5]  # one colour scale for the whole video
     depth_range = (float(np.percentile(hit, 1)), float(np.percentile(hit, 99))) if hit.size else (0.0, 1.0)
@@ -252,7 +297,7 @@ def render_path(run: TrainedRun, cfg: RenderConfig, out: Path, progress: bool = 
     for kind, seq in frames.items():
         if cfg.frame_format in ("mp4", "both"):
             path = out / f"{kind}{suffix}.mp4"
-            write_video(path, seq, fps)
+            write_video(path, seq, fps, cfg.video_quality)
             written[kind] = path
         if cfg.frame_format in ("png", "both"):
             folder = out / f"{kind}{suffix}"

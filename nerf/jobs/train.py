@@ -8,6 +8,7 @@ from nerf import distributed
 from nerf.allocator import tune_malloc
 from nerf.config import Config, RenderConfig
 from nerf.export.mesh import MeshConfig
+from nerf.export.nerfstudio import write_dataparser_transforms
 from nerf.jobs.mesh import MeshJobConfig, export_mesh
 from nerf.jobs.render import render_path
 from nerf.jobs.run import TrainedRun, prepare_scene, with_absolute_data
@@ -42,6 +43,7 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
             scene = prepare_scene(cfg)  # may generate the demo scene: once
             trainer = Trainer(cfg, scene, plan.run_dir, quiet=quiet)
             backup = open_run_dir(cfg, plan)
+            write_dataparser_transforms(plan.run_dir, scene.transform)  # nerfstudio's frame file
             if backup is not None:
                 trainer.on_checkpoint = _dropper(backup, quiet)
                 if not quiet:

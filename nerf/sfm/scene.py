@@ -1,12 +1,19 @@
-"""COLMAP model -> instant-ngp / nerfstudio scene files (transforms.json and sparse/0).
+"""COLMAP model -> instant-ngp / nerfstudio scene files (transforms.json, sparse_pc.ply, sparse/0).
 
 Frames and axes: COLMAP poses are world-to-camera in OpenCV axes (x right, y down, z forward).
 `transform_matrix` is camera-to-world in OpenGL axes (x right, y up, z backwards), the
-instant-ngp/nerfstudio convention. The world is COLMAP's, rotated (when `orient_up`) so that the
-cameras' mean up vector is +z; that rotation is stored as "applied_transform" [3, 4] (COLMAP world
--> transforms world, nerfstudio's key). No scale or shift is applied: the loaders normalise.
-Frames are sorted by image name; with one camera its intrinsics sit at the top level, with
-several each frame carries its own.
+instant-ngp/nerfstudio convention. The world follows instant-ngp's colmap2nerf: the cameras'
+mean up vector is +z (when `orient_up`), the origin is the point the cameras look at, and the
+mean camera distance to it is 4 (our object rule's 2.64 over 0.66). The centre and up rotation
+are the ones our loader's object rule computes (nerf/datasets/normalize.py), so with instant-ngp's default
+scale 0.33 and offset 0.5 the file lands exactly in our normalised frame (`aabb_scale` 4 =
+the object rule's box): the scene loads the same from transforms.json as from sparse/0.
+
+"applied_transform" (nerfstudio's key) is the 3x4 similarity [s R | t] from COLMAP's world to
+the file's world; nerfstudio composes it into its dataparser transform. `sparse_pc.ply` holds
+COLMAP's 3D points in the file's world with their colours ("ply_file_path", as nerfstudio's
+ns-process-data writes it). Frames are sorted by image name; with one camera its intrinsics sit
+at the top level, with several each frame carries its own.
 
 Intrinsics: COLMAP's principal point already puts pixel centres at +0.5, like the library, so
 images resized by (sx, sy) have fx, cx multiplied by sx and fy, cy by sy, with no half-pixel
@@ -21,8 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from nerf.datasets.colmap_io import ColmapCamera, ColmapImage, ColmapModel, write_model
+from nerf.datasets.normalize import (
+    NGP_DEFAULT_SCALE, OBJECT_AABB_HALF_EXTENT, apply_to_poses, object_normalization,
+)
 from nerf.errors import SceneError
-from nerf.rotations import quat_to_rotmat, up_alignment
+from nerf.rotations import quat_to_rotmat
+
+PLY_NAME = "sparse_pc.ply"
+NGP_UNIT = 2.0 * NGP_DEFAULT_SCALE  # our normalised units per file unit under instant-ngp's defaults
+NGP_AABB_SCALE = int(OBJECT_AABB_HALF_EXTENT)  # 4: the box our object rule gives real captures
 
 # COLMAP models that transforms.json can express, with the names of their distortion params.
 _SINGLE_FOCAL = {"SIMPLE_PINHOLE": (), "SIMPLE_RADIAL": ("k1",), "RADIAL": ("k1", "k2"),
@@ -58,17 +72,35 @@ def transforms_intrinsics(camera: ColmapCamera) -> dict:
     return out
 
 
-def colmap_to_opengl_c2w(image: ColmapImage, world_rotation: np.ndarray) -> np.ndarray:  # -> [4, 4]
-    """OpenGL camera-to-world of a COLMAP image, in the world rotated by `world_rotation` [3, 3]."""
+def colmap_to_opencv_c2w(image: ColmapImage) -> np.ndarray:  # -> [4, 4]
+    """OpenCV camera-to-world of a COLMAP image, in COLMAP's world."""
     rot = quat_to_rotmat(image.qvec)
     c2w = np.eye(4)
-    c2w[:3, :3] = world_rotation @ rot.T
-    c2w[:3, 3] = world_rotation @ (-rot.T @ image.tvec)
-    return c2w @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV (y down, z forward) -> OpenGL axes
+    c2w[:3, :3] = rot.T
+    c2w[:3, 3] = -rot.T @ image.tvec
+    return c2w
+
+
+def ngp_world(c2w: np.ndarray, orient_up: bool = True) -> np.ndarray:  # c2w [C, 4, 4] OpenCV -> [4, 4]
+    """The similarity from COLMAP's world to instant-ngp's colmap2nerf world (see module doc)."""
+    to_normalised = object_normalization(c2w, align_up=orient_up).transform
+    return np.diag([1.0 / NGP_UNIT, 1.0 / NGP_UNIT, 1.0 / NGP_UNIT, 1.0]) @ to_normalised
+
+
+def write_points_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:  # [P, 3] float, [P, 3] uint8
+    """A binary little-endian PLY point cloud (x, y, z float, red, green, blue uchar)."""
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              f"element vertex {len(xyz)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    rows = np.empty(len(xyz), dtype=[("p", "<f4", 3), ("c", "u1", 3)])
+    rows["p"], rows["c"] = xyz, rgb
+    path.write_bytes(header.encode() + rows.tobytes())
 
 
 def write_scene(model: ColmapModel, out_dir: Path, orient_up: bool = True) -> dict:
-    """Write transforms.json and sparse/0 for `model`, whose images are already in out_dir/images.
+    """Write transforms.json, sparse_pc.ply and sparse/0 for `model`, whose images are already in
+    out_dir/images.
 
     Args:
         model: registered images, their cameras and the points.
@@ -79,20 +111,25 @@ def write_scene(model: ColmapModel, out_dir: Path, orient_up: bool = True) -> di
     """
     images = sorted(model.images.values(), key=lambda image: image.name)
     intrinsics = {cid: transforms_intrinsics(model.cameras[cid]) for cid in {im.camera_id for im in images}}
-    # COLMAP's world-to-camera rotations transposed are the cameras' camera-to-world rotations
-    c2w_rotations = np.swapaxes(quat_to_rotmat(np.stack([image.qvec for image in images])), 1, 2)
-    rotation = up_alignment(c2w_rotations) if orient_up else np.eye(3)
+    c2w = np.stack([colmap_to_opencv_c2w(image) for image in images])
+    world = ngp_world(c2w, orient_up)
+    moved = apply_to_poses(world, c2w) @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL axes
     transforms = dict(next(iter(intrinsics.values()))) if len(intrinsics) == 1 else {}
-    transforms["applied_transform"] = np.hstack([rotation, np.zeros((3, 1))]).tolist()
+    transforms["aabb_scale"] = NGP_AABB_SCALE
+    transforms["applied_transform"] = world[:3].tolist()
     frames = []
-    for image in images:
-        frame = {"file_path": f"images/{image.name}",
-                 "transform_matrix": colmap_to_opengl_c2w(image, rotation).tolist(),
+    for image, pose in zip(images, moved):
+        frame = {"file_path": f"images/{image.name}", "transform_matrix": pose.tolist(),
                  "colmap_im_id": image.image_id}
         if len(intrinsics) > 1:
             frame.update(intrinsics[image.camera_id])
         frames.append(frame)
     transforms["frames"] = frames
+    points = sorted(model.points3d.values(), key=lambda p: p.point3d_id)
+    if points:
+        xyz = np.stack([p.xyz for p in points]) @ world[:3, :3].T + world[:3, 3]
+        write_points_ply(out_dir / PLY_NAME, xyz, np.stack([p.rgb for p in points]).astype(np.uint8))
+        transforms["ply_file_path"] = PLY_NAME
     (out_dir / "transforms.json").write_text(json.dumps(transforms, indent=2))
     write_model(model, out_dir / "sparse" / "0", binary=True)
     return transforms

@@ -9,7 +9,6 @@ so CPU runs with a fixed seed are deterministic and a resumed run continues the 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import contextmanager
@@ -25,10 +24,12 @@ from nerf import distributed
 from nerf.config import Config, config_to_text
 from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError, ConfigError, TrainingError
+from nerf.evaluation.image import OptionalLPIPS
 from nerf.evaluation.views import score_views
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable, remove_stale_temporaries, save_checkpoint
+from nerf.train.metrics_log import MetricsLog
 
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
@@ -140,6 +141,8 @@ class Trainer:
         )
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.on_checkpoint = None  # called with each checkpoint's path after it is written (rank 0)
+        self.log = MetricsLog(run_dir, cfg.train.log_every, self.quiet) if run_dir and self.dist.is_main else None
+        self._lpips = None  # built at the first evaluation
         if not quiet:
             print(f"device {self.device}; backends: {', '.join(self.backends())}")
 
@@ -273,6 +276,8 @@ class Trainer:
         with _interrupt_between_steps() as interrupted:
             self._loop(bar, interrupted)
         bar.close()
+        if self.log is not None:
+            self.log.flush()
         if self.run_dir is not None:
             self.save()
 
@@ -293,6 +298,9 @@ class Trainer:
             dt = time.perf_counter() - start
             self.elapsed += dt
             bar.update(1)
+            if self.log is not None:
+                self.log.train_step(self.step, stats.loss, stats.psnr, self.optimizer.param_groups[0]["lr"],
+                                    stats.n_rays, stats.n_samples, dt, self.elapsed)
             bar.set_postfix(loss=f"{stats.loss:.4f}", psnr=f"{stats.psnr:.2f}",
                             rays=stats.n_rays, rays_s=f"{stats.n_rays / dt:.0f}")
             if self.run_dir is not None and t.checkpoint_every and self.step % t.checkpoint_every == 0:
@@ -308,25 +316,27 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, split: str = "test", max_views: int = 0, image_dir: Path | None = None) -> dict:
-        """PSNR/SSIM on held-out views; appends a line to metrics.jsonl in the run directory."""
+        """PSNR/SSIM (LPIPS when available) on held-out views; logged to metrics.jsonl ("eval")."""
         ids = self.scene.splits.get(split)
         if ids is None or len(ids) == 0:
             ids, split = self.scene.splits["train"], "train"
         ids = ids[:max_views] if max_views > 0 else ids
         start = time.perf_counter()
+        self._lpips = self._lpips or OptionalLPIPS(self.device)
         with self._ema_weights():
             values = score_views(self.renderer, self.scene, self.cameras, ids.tolist(),
-                                 self.cfg.train.render_chunk, image_dir, split, progress=not self.quiet)
+                                 self.cfg.train.render_chunk, image_dir, split, progress=not self.quiet,
+                                 lpips=self._lpips)
         record = {
             "step": self.step, "split": split, "views": len(values),
             "psnr": sum(v["psnr"] for v in values) / len(values),
             "ssim": sum(v["ssim"] for v in values) / len(values),
+            **self._lpips.summary(values),
             "train_seconds": round(self.elapsed, 2),
             "eval_seconds": round(time.perf_counter() - start, 2),
         }
-        if self.run_dir is not None:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if self.log is not None:
+            self.log.evaluation(record)
         if not self.quiet:
             print(f"step {self.step}: {split} PSNR {record['psnr']:.2f} dB, SSIM {record['ssim']:.4f} "
                   f"({len(values)} views)")
