@@ -195,19 +195,29 @@ def build_parser(description: str = "", extra: typing.Callable | None = None, ro
         formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("-c", "--config", is_config_file=True, help="flat key = value config file")
+    add_config_options(parser, root)
+    if extra is not None:
+        extra(parser)
+    return parser
+
+
+def add_config_options(parser: configargparse.ArgParser, root, first_group: str = "run") -> None:
+    """One `--key` per leaf field of the dataclass `root` and its sections, added to `parser`.
+
+    `build_parser` calls it for its root; an `extra` calls it to add a second dataclass's
+    options (read back with `config_from_namespace(ns, root)`). Keys must be unique (argparse
+    refuses a key already on the parser).
+    """
     seen: set[str] = set()
     for section, cls in _sections(root):
         helps = _field_help(cls)
-        group = parser.add_argument_group(section or "run")
+        group = parser.add_argument_group(section or first_group)
         for f, typ in _leaf_fields(cls):
             if f.name in seen:
                 raise RuntimeError(f"config key {f.name!r} is defined twice")
             seen.add(f.name)
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             group.add_argument(f"--{f.name}", type=_converter(typ), default=default, help=helps.get(f.name, ""))
-    if extra is not None:
-        extra(parser)
-    return parser
 
 
 def config_from_namespace(ns, root=None):

@@ -9,8 +9,9 @@ circle between modules. docs/ARCHITECTURE.md describes the rooms.
 Reading from the bottom up: errors and conventions; backend availability, the malloc
 settings, rotations (pure math) and 8-bit frames; configs, cameras, torch.distributed helpers and evaluation metrics; scene
 loading, encodings and ray sampling; the fields; rendering; the four libraries a command
-combines (training, export, super-resolution, structure from motion); and on top `nerf.jobs`,
-the only layer that reaches across training, export and super-resolution.
+combines (training, export, super-resolution, structure from motion); `nerf.jobs`, the only
+layer that reaches across training, export and super-resolution; and on top the browser viewer,
+which drives those jobs from a web page.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("nerf.render",),
     ("nerf.train", "nerf.export", "nerf.sr", "nerf.sfm"),
     ("nerf.jobs",),
+    ("nerf.viewer",),
 )
 
 

@@ -13,11 +13,13 @@ from nerf.jobs.render import render_path
 from nerf.jobs.run import TrainedRun, prepare_scene
 from nerf.train.checkpoint import latest_checkpoint
 from nerf.train.rundir import prepare_run_dir
-from nerf.train.trainer import Trainer, resolve_device
+from nerf.train.trainer import StepCallback, Trainer, resolve_device
 
 
-def run_training_job(cfg: Config, quiet: bool = False) -> dict:
+def run_training_job(cfg: Config, quiet: bool = False, on_step: StepCallback | None = None) -> dict:
     """Train (or continue) the run of `cfg`, evaluate it on the test split, then export.
+
+    `on_step` is handed to Trainer.fit (the browser viewer watches training through it).
 
     Under torchrun every rank trains; rank 0 alone prepares the run directory, evaluates and
     writes the outputs, and the result of the other ranks is None.
@@ -39,7 +41,7 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
     trainer = Trainer(cfg, scene, run_dir, quiet=quiet)
     if resume:
         trainer.resume()
-    trainer.fit()
+    trainer.fit(on_step)
     if not d.is_main:
         distributed.barrier()
         return None

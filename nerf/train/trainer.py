@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,13 @@ class StepStats:
     psnr: float
     n_rays: int
     n_samples: int
+
+
+# Called by Trainer.fit in the training thread after each step (and its checkpoint or
+# evaluation), with the trainer, the step's stats and the step's seconds. Between steps the
+# weights and the occupancy grid are consistent, so a viewer copies them here; a callback may
+# block (a viewer's pause button) without the wait counting towards `max_seconds`.
+StepCallback = Callable[["Trainer", StepStats, float], None]
 
 
 class Trainer:
@@ -221,8 +229,9 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def fit(self) -> None:
-        """Train until `steps` or `max_seconds`, with periodic checkpoints and evaluations."""
+    def fit(self, on_step: StepCallback | None = None) -> None:
+        """Train until `steps` or `max_seconds`, with periodic checkpoints and evaluations;
+        `on_step` runs after every step (see StepCallback)."""
         t = self.cfg.train
         bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
         while self.step < t.steps and (t.max_seconds <= 0 or self.elapsed < t.max_seconds):
@@ -241,6 +250,8 @@ class Trainer:
                 if self.dist.is_main:
                     self.evaluate(max_views=self.cfg.data.eval_views)
                 distributed.barrier()
+            if on_step is not None:
+                on_step(self, stats, dt)
             if t.max_seconds > 0 and self.dist.enabled:
                 self._agree_on_time()
         bar.close()
