@@ -76,6 +76,7 @@ class FrameLoop:
         self.background, self.chunk = background, chunk
         self.views: dict[int, ClientView] = {}
         self.records: list[FrameRecord] = []  # the newest frames, for the status line and tests
+        self.shown: dict[int, tuple[ViewPose, int, Frame]] = {}  # per tab: pose, resolution, frame sent
         self._lock = threading.Lock()  # views and settings
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -102,6 +103,7 @@ class FrameLoop:
     def drop(self, client: int) -> None:
         with self._lock:
             self.views.pop(client, None)
+            self.shown.pop(client, None)
 
     def update_settings(self, **changes) -> None:
         from dataclasses import replace
@@ -109,6 +111,11 @@ class FrameLoop:
         with self._lock:
             self.settings = replace(self.settings, **changes)
         self._wake.set()
+
+    def last_shown(self, client: int) -> tuple[ViewPose, int, Frame] | None:
+        """(pose, resolution, frame) of the newest frame sent to `client`."""
+        with self._lock:
+            return self.shown.get(client)
 
     def last_record(self, client: int | None = None) -> FrameRecord | None:
         """The newest frame sent (to `client`, or to any tab)."""
@@ -194,5 +201,6 @@ class FrameLoop:
             self.records.append(FrameRecord(client, res, int(cams.width[0]), int(cams.height[0]),
                                             seconds, version, moving))
             del self.records[:-64]
+            self.shown[client] = (pose, res, frame)
         self.send(client, frame)
         self.error = None

@@ -1,6 +1,10 @@
 """One viewer frame: the inference path (Renderer.render_image, no gradients) and what the
 browser shows of it.
 
+A browser camera can be anywhere, so frames are rendered without the training cameras' near and
+far bounds (Blender scenes: 2 to 6, which would cut the field off for a camera farther back):
+rays run through the whole scene box (`free_view`).
+
 The browser composites the frame behind its own 3D objects (frustums, boxes) with a depth map
 in view-space z (distance along the optical axis), not the renderer's distance along the unit
 ray; pixels that hit nothing are sent at FAR_DEPTH so that every object stays in front of them.
@@ -8,6 +12,7 @@ ray; pixels that hit nothing are sent at FAR_DEPTH so that every object stays in
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +35,13 @@ class Frame:
     depth: np.ndarray  # [H, W] float32 view-space z, for compositing with the 3D objects
 
 
+def free_view(renderer: Renderer) -> Renderer:
+    """`renderer` without near and far bounds: a shallow copy sharing its field and grid."""
+    view = copy.copy(renderer)
+    view.near = view.far = None
+    return view
+
+
 @torch.no_grad()
 def render_frame(
     renderer: Renderer,
@@ -41,7 +53,7 @@ def render_frame(
     """Render camera 0 of `cameras` and turn the `output` kind into an 8-bit frame."""
     if output not in OUTPUTS:
         raise ValueError(f"render_frame: output {output!r}; expected one of {OUTPUTS}")
-    img = renderer.render_image(cameras, 0, background, chunk)
+    img = free_view(renderer).render_image(cameras, 0, background, chunk)
     opacity = img["opacity"].float().cpu().numpy()
     depth = img["depth"].float().cpu().numpy()
     if output == "rgb":
