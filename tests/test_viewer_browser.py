@@ -167,8 +167,9 @@ def test_keyframed_path_saved_in_the_page_renders_with_render_py(browser_viewer,
 
 
 def test_training_viewer_pauses_from_the_page(browser, tmp_path, tiny_scene_path):
-    """train_nerf.py --viewer's path: the viewer opens at the first step; the page's pause button
-    holds training at a step boundary, the panel says so, and resume lets it finish."""
+    """train_nerf.py --viewer's path: the viewer opens at the first step; two tabs both get
+    frames; one's pause button holds training at a step boundary, its panel says so, and resume
+    lets training finish."""
     import threading
 
     from nerf.jobs.train import run_training_job
@@ -191,7 +192,10 @@ def test_training_viewer_pauses_from_the_page(browser, tmp_path, tiny_scene_path
     thread.start()
     try:
         viewer = wait_until(lambda: watcher.viewer, "the viewer to open at the first step")
-        page, _ = open_page(browser, viewer)
+        page, first = open_page(browser, viewer)
+        second_page, second = open_page(browser, viewer)
+        for client in (first, second):
+            wait_until(lambda: viewer.frames.last_shown(client.client_id), f"a frame in tab {client.client_id}")
         page.get_by_role("button", name="Pause training").click()
         wait_until(lambda: page.get_by_role("button", name="Resume training").count() == 1, "the resume button")
         gate.set()

@@ -64,7 +64,8 @@ class Viewer:
         self.train_ids = torch_ids(self.scene.splits.get("train", range(len(self.scene.cameras))))
         self.server = viser.ViserServer(host=cfg.host, port=cfg.port, label=f"nerf-toolkit: {label}", verbose=False)
         refuse_share_tunnel(self.server)
-        self.url = f"http://{cfg.host}:{self.server.get_port()}"
+        shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host  # "all addresses" is no URL
+        self.url = f"http://{shown_host}:{self.server.get_port()}"
         self.frames = FrameLoop(
             source, self._send,
             FrameSettings(moving_resolution=cfg.moving_resolution, rest_resolution=cfg.rest_resolution,

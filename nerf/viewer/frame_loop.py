@@ -12,9 +12,10 @@ CPU that trains. The loop knows nothing of viser: it takes poses and hands frame
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -106,8 +107,6 @@ class FrameLoop:
             self.shown.pop(client, None)
 
     def update_settings(self, **changes) -> None:
-        from dataclasses import replace
-
         with self._lock:
             self.settings = replace(self.settings, **changes)
         self._wake.set()
@@ -177,6 +176,8 @@ class FrameLoop:
             try:
                 self._render(client, pose, output, res, moving)
             except Exception as exc:  # a frame must never take the server down
+                if self.error is None:
+                    print(f"viewer: rendering a frame failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                 self.error = f"{type(exc).__name__}: {exc}"
                 with self._lock:
                     view = self.views.get(client)

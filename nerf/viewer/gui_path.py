@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from nerf.errors import ExportError
-from nerf.viewer.camera import pose_from_c2w
+from nerf.viewer.camera import pose_from_c2w, vertical_fov
 from nerf.viewer.camera_path import PathSettings, nerfstudio_camera_path, path_cameras, render_command, write_camera_path
-from nerf.viewer.camera import vertical_fov
 from nerf.viewer.scene_view import move_client_camera
 
 KEY_COLOR = (230, 90, 30)

@@ -14,7 +14,7 @@ from nerf.cameras import Cameras
 from nerf.datasets.scene import Scene
 from nerf.frames import to_uint8_frame
 from nerf.rotations import mean_up, rotmat_to_quat
-from nerf.viewer.camera import ViewPose, vertical_fov
+from nerf.viewer.camera import ViewPose, pose_from_c2w, vertical_fov
 
 FRUSTUM_SCALE = 0.05  # frustum depth as a fraction of the cameras' median distance to the box centre
 FIRST_VIEW_BACKOFF = 0.6  # a tab's first view: this many camera-to-centre distances behind camera 0
@@ -76,8 +76,6 @@ def add_scene_content(server, scene: Scene, train_ids: list[int], thumbnail_size
 
 def training_view_pose(scene: Scene, index: int, aspect: float) -> ViewPose:
     """The pose of training camera `index` as a browser camera of canvas `aspect`."""
-    from nerf.viewer.camera import pose_from_c2w
-
     return pose_from_c2w(scene.cameras.c2w[index], vertical_fov(scene.cameras, index), aspect)
 
 
