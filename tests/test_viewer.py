@@ -6,6 +6,7 @@ import math
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -216,3 +217,59 @@ def test_pause_holds_training_at_a_step(tmp_path, tiny_scene, tiny_scene_path):
     source.pause(False)
     thread.join(60)
     assert not thread.is_alive() and trainer.step == 12
+
+
+def level_inside(viewer, lo, hi) -> float:
+    """Halfway between the median and the largest density of the field inside the box."""
+    from nerf.export.mesh import density_lattice
+
+    renderer = viewer.source.run.renderer
+    sigma = density_lattice(renderer.field.query_density, torch.tensor([lo, hi]), 32,
+                            occupied_fn=renderer.grid.is_occupied).numpy()
+    assert sigma.max() > np.median(sigma), "the tiny run's field is constant in the box"
+    return 0.5 * (float(np.median(sigma)) + float(sigma.max()))
+
+
+def test_exports_from_the_viewer_honour_the_crop_box_and_the_path(tiny_run, tmp_path):
+    """The Export panel's jobs on the tiny run: a mesh inside the drawn crop box, a video with
+    the keyframed path's frame count; a crop box inside out is refused."""
+    import shutil
+
+    import imageio.v3 as iio
+    import trimesh
+
+    from nerf.viewer.app import open_run_viewer
+    from nerf.viewer.config import ViewJobConfig
+
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    viewer = open_run_viewer(ViewJobConfig(run=str(run), device="cpu", view=ViewerConfig(port=0)))
+    try:
+        panel = viewer.export
+        lo, hi = (-0.3, -0.4, -0.5), (0.35, 0.3, 0.2)
+        panel.crop_min.value, panel.crop_max.value = lo, hi
+        panel.resolution.value, panel.mesh_file.value = 32, "cropped.ply"
+        panel.iso_level.value = repr(level_inside(viewer, lo, hi))  # the tiny field has no opaque surface
+        message = panel.mesh_job()()
+        assert "cropped.ply" in message
+        mesh = trimesh.load(run / "cropped.ply", process=False)
+        transform = viewer.scene.transform.double().numpy()  # the file is in the original frame
+        normalised = mesh.vertices @ transform[:3, :3].T + transform[:3, 3]
+        voxel = (np.array(hi) - np.array(lo)).max() / 31
+        assert len(normalised) > 0
+        assert (normalised >= np.array(lo) - voxel).all() and (normalised <= np.array(hi) + voxel).all()
+        panel.crop_max.value = (-0.4, 0.3, 0.2)
+        with pytest.raises(ExportError, match="crop box"):
+            panel.mesh_job()
+
+        viewer.path.keyframes = [look_at([2.0, 0.0, 0.8], [0, 0, 0], [0, 0, 1]),
+                                 look_at([0.0, 2.0, 0.8], [0, 0, 0], [0, 0, 1])]
+        viewer.path.fps.value, viewer.path.seconds.value = 4.0, 1.0
+        viewer.path.width.value, viewer.path.height.value = 24, 16
+        message = panel.video_job()()
+        video = run / "renders" / "rgb_camera_path.mp4"
+        assert str(video) in message and (run / "camera_paths" / "camera_path.json").is_file()
+        frames = list(iio.imiter(video))
+        assert len(frames) == 4 and frames[0].shape[:2] == (16, 24)
+    finally:
+        viewer.close()

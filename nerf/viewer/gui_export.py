@@ -53,6 +53,7 @@ class ExportPanel:
             self.crop_max = gui.add_vector3("Crop max", tuple(hi.tolist()), step=0.01)
             self.drag = gui.add_checkbox("Crop box handle", False, hint="a handle to drag the crop box in the 3D view")
             self.resolution = gui.add_number("Mesh resolution", 256, min=16, max=1024, step=16)
+            self.iso_level = gui.add_text("Iso level", "auto", hint="auto (the renders' surface), voxel, or a density")
             self.mesh_file = gui.add_text("Mesh file", "mesh_viewer.ply")
             self.mesh = gui.add_button("Export mesh")
             self.video = gui.add_button("Render video of the path")
@@ -105,7 +106,8 @@ class ExportPanel:
         lo, hi = checked_crop(self.crop_min.value, self.crop_max.value)
         name = checked_file_name(self.mesh_file.value, MESH_SUFFIXES, "mesh file")
         out = self.viewer.run_dir / name
-        mesh_cfg = MeshConfig(resolution=int(self.resolution.value), crop_min=lo, crop_max=hi)
+        mesh_cfg = MeshConfig(resolution=int(self.resolution.value), crop_min=lo, crop_max=hi,
+                              iso_level=self.iso_level.value.strip())
         source = self.viewer.source
 
         def job() -> str:

@@ -34,7 +34,8 @@ class PathEditor:
     def __init__(self, viewer):
         self.viewer = viewer
         self.keyframes: list = []  # [4, 4] OpenCV c2w tensors, normalised frame
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # keyframes
+        self._draw_lock = threading.Lock()  # the drawn nodes: panel callbacks run in a thread pool
         self._nodes: list = []
         self._playing = threading.Event()
         scene = viewer.scene
@@ -93,6 +94,10 @@ class PathEditor:
 
     def redraw(self) -> None:
         """Keyframe frustums and the interpolated path in the 3D view; panel counters."""
+        with self._draw_lock:
+            self._redraw()
+
+    def _redraw(self) -> None:
         scene_api = self.viewer.server.scene
         for node in self._nodes:
             node.remove()
