@@ -9,7 +9,9 @@ version = {}
 exec((here / "nerf" / "__init__.py").read_text(), version)
 
 extras = {
-    "test": ["pytest>=7", "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'"],
+    "test": ["pytest>=7", "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'",
+             "playwright>=1.40"],  # drives the system chromium in the viewer's browser test
+    "viewer": ["viser>=1.0"],
     "mesh": ["open3d>=0.18"],
     "sfm": ["pycolmap>=3.10"],
     "tensorboard": ["tensorboard>=2.10"],  # event files beside metrics.jsonl
@@ -52,6 +54,7 @@ setup(
             "nerf-export = nerf_tools.export:main",
             "nerf-evaluate-mesh = nerf_tools.evaluate_mesh:main",
             "nerf-benchmark = nerf_tools.benchmark:main",
+            "nerf-view = nerf_tools.view:main",
         ]
     },
 )

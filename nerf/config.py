@@ -340,13 +340,15 @@ class ConfigParser(RaisingErrors, configargparse.ArgParser):
     """configargparse with the strict file format; a usage error raises ConfigError."""
 
 
-def add_dataclass_options(parser, root) -> None:
-    """One option per leaf field of `root` (sections become help groups): `--name` and its
-    kebab alias, booleans as switches, the field's comment and allowed values as help."""
+def add_dataclass_options(parser, root, first_group: str = "run") -> None:
+    """One option per leaf field of `root` (sections become help groups, top-level fields go to
+    `first_group`): `--name` and its kebab alias, booleans as switches, the field's comment and
+    allowed values as help. `build_parser` calls it for its root; an `extra` may call it to add a
+    second dataclass's options (read back with `config_from_namespace(ns, root)`)."""
     seen: set[str] = set()
     for section, cls in _sections(root):
         helps = _field_help(cls)
-        group = parser.add_argument_group(section or "run")
+        group = parser.add_argument_group(section or first_group)
         for f, typ in _leaf_fields(cls):
             if f.name in seen:
                 raise RuntimeError(f"config key {f.name!r} is defined twice")

@@ -10,8 +10,9 @@ Reading from the bottom up: errors and conventions; backend availability, the ma
 settings, rotations (pure math), 8-bit frames, the command-line runner and atomic file writes;
 configs, cameras, torch.distributed helpers and evaluation metrics; scene loading, encodings and
 ray sampling; the fields; rendering; the four libraries a command
-combines (training, export, super-resolution, structure from motion); and on top `nerf.jobs`,
-the only layer that reaches across training, export and super-resolution.
+combines (training, export, super-resolution, structure from motion); `nerf.jobs`, the only
+layer that reaches across training, export and super-resolution; and on top the browser viewer,
+which drives those jobs from a web page.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("nerf.render",),
     ("nerf.train", "nerf.export", "nerf.sr", "nerf.sfm"),
     ("nerf.jobs",),
+    ("nerf.viewer",),
 )
 
 

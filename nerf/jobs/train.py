@@ -14,16 +14,18 @@ from nerf.jobs.render import render_path
 from nerf.jobs.run import TrainedRun, prepare_scene, with_absolute_data
 from nerf.train.checkpoint import latest_checkpoint
 from nerf.train.rundir import RunLock, drop_backup, open_run_dir, plan_run_dir
-from nerf.train.trainer import Trainer, resolve_device
+from nerf.train.trainer import StepCallback, Trainer, resolve_device
 
 
-def run_training_job(cfg: Config, quiet: bool = False) -> dict:
+def run_training_job(cfg: Config, quiet: bool = False, on_step: StepCallback | None = None) -> dict:
     """Train (or continue) the run of `cfg`, evaluate it on the test split, then export.
 
     Order matters for the user's data: the run directory is only inspected and locked, then the
     scene is loaded and the trainer built (a bad setting fails here, with the old run intact),
     and only then is the run directory written; a run replaced by `--overwrite` waits in a
     backup folder until the new run's first checkpoint exists.
+
+    `on_step` is handed to Trainer.fit (the browser viewer watches training through it).
 
     Under torchrun every rank trains; rank 0 alone prepares the run directory, evaluates and
     writes the outputs, and the result of the other ranks is None.
@@ -58,7 +60,7 @@ def run_training_job(cfg: Config, quiet: bool = False) -> dict:
             print(scene.summary())
         if resume:
             trainer.resume()
-        trainer.fit()
+        trainer.fit(on_step)
         return _finish(cfg, trainer, scene, d, quiet, start, exports)
     finally:
         if lock is not None:

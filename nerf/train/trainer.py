@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +92,13 @@ class StepStats:
     psnr: float
     n_rays: int
     n_samples: int
+
+
+# Called by Trainer.fit in the training thread after each step (and its checkpoint or
+# evaluation), with the trainer, the step's stats and the step's seconds. Between steps the
+# weights and the occupancy grid are consistent, so a viewer copies them here; a callback may
+# block (a viewer's pause button) without the wait counting towards `max_seconds`.
+StepCallback = Callable[["Trainer", StepStats, float], None]
 
 
 class Trainer:
@@ -264,8 +272,9 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def fit(self) -> None:
-        """Train until `steps` or `max_seconds`, with periodic checkpoints and evaluations.
+    def fit(self, on_step: StepCallback | None = None) -> None:
+        """Train until `steps` or `max_seconds`, with periodic checkpoints and evaluations;
+        `on_step` runs after every step (see StepCallback).
 
         Ctrl-C (SIGINT) is taken between steps, never inside one: the step in progress finishes,
         a checkpoint of it is written (with a run directory) and KeyboardInterrupt is raised
@@ -274,14 +283,14 @@ class Trainer:
         t = self.cfg.train
         bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
         with _interrupt_between_steps() as interrupted:
-            self._loop(bar, interrupted)
+            self._loop(bar, interrupted, on_step)
         bar.close()
         if self.log is not None:
             self.log.flush()
         if self.run_dir is not None:
             self.save()
 
-    def _loop(self, bar, interrupted) -> None:
+    def _loop(self, bar, interrupted, on_step: StepCallback | None) -> None:
         t = self.cfg.train
         while self.step < t.steps and (t.max_seconds <= 0 or self.elapsed < t.max_seconds):
             if interrupted():
@@ -309,6 +318,8 @@ class Trainer:
                 if self.dist.is_main:
                     self.evaluate(max_views=self.cfg.data.eval_views)
                 distributed.barrier()
+            if on_step is not None:
+                on_step(self, stats, dt)
             if t.max_seconds > 0 and self.dist.enabled:
                 self._agree_on_time()
 
