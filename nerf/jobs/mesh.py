@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerf.config import check_fields, device_problem, option
 from nerf.errors import ExportError
 from nerf.export.mesh import MeshConfig, MeshStats, extract_mesh, mesh_box, require_lattice_fits
 from nerf.export.mesh_io import save_mesh
@@ -76,10 +77,12 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
 
 @dataclass(frozen=True)
 class MeshJobConfig:
+    __post_init__ = check_fields
+
     run: str = "runs/demo"  # run directory to export from
     out: str = ""  # mesh file: .ply, .obj or .glb ("" = <run>/mesh.ply)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    unbounded_crop: float = 1.0  # half-size of the default crop box of unbounded scenes
+    device: str = option("auto", rule=device_problem)  # auto | cpu | cuda | cuda:N
+    unbounded_crop: float = option(1.0, above=0.0)  # half-size of the default crop box of unbounded scenes
     mesh: MeshConfig = field(default_factory=MeshConfig)
 
 
