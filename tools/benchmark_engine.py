@@ -2,6 +2,7 @@
 
     python tools/benchmark_engine.py --config configs/lego_200.txt     # 200x200 lego views
     python tools/benchmark_engine.py --config configs/fox.txt --json fox_engine.json
+    python tools/benchmark_engine.py --config configs/lego_200.txt --start_run runs/lego_200   # a trained field
 
 Prints training samples/s, rendered rays/s and seconds per test view of each path, and the
 default/reference ratios (medians of --repeats rounds on the same warmed-up weights).
@@ -25,6 +26,8 @@ def add_settings(parser) -> None:
     parser.add_argument("--bench_steps", type=int, default=defaults.steps, help="training steps timed per round")
     parser.add_argument("--bench_views", type=int, default=defaults.views, help="test views rendered per round")
     parser.add_argument("--repeats", type=int, default=defaults.repeats, help="rounds (medians are reported)")
+    parser.add_argument("--start_run", default=defaults.run,
+                        help="start from this trained run's newest checkpoint (same configuration) instead of warming up")
 
 
 def main(argv=None) -> None:
@@ -32,7 +35,7 @@ def main(argv=None) -> None:
 
     def job(cfg, ns):
         settings = EngineBenchSettings(warmup_steps=ns.warmup_steps, steps=ns.bench_steps,
-                                       views=ns.bench_views, repeats=ns.repeats)
+                                       views=ns.bench_views, repeats=ns.repeats, run=ns.start_run)
         return benchmark_engine(cfg, settings)
 
     run_report_tool(argv, "Benchmark the reference path against the default kernels.", None, job,

@@ -7,7 +7,9 @@ weights; they differ only in the kernel backends:
     default    what the configuration says (normally auto: the fastest usable kernels here)
 
 First the default path trains `warmup_steps` steps, so that the field and its occupancy grid
-look like a real run's (an untrained field has no empty space to skip and no early stop). Then,
+look like a real run's (an untrained field has no empty space to skip and no early stop), or,
+with `run`, the newest checkpoint of a trained run of the same configuration is the starting
+state (what users render: a converged field is sharper, so rays stop sooner). Then,
 for each variant and each of `repeats` rounds, the warmed-up state is restored and the variant
 times `steps` training steps (samples per second: samples evaluated with gradient over the
 seconds of those steps) and renders the first `views` test views (rays per second, seconds per
@@ -21,13 +23,15 @@ import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from nerf.allocator import tune_malloc
 from nerf.config import Config
-from nerf.errors import ConfigError
+from nerf.errors import CheckpointError, ConfigError
 from nerf.jobs.run import prepare_scene
+from nerf.train.checkpoint import load_newest_readable
 from nerf.train.trainer import Trainer
 
 REFERENCE = {"hash_backend": "torch", "march_backend": "torch", "composite_backend": "torch"}
@@ -39,6 +43,7 @@ class EngineBenchSettings:
     steps: int = 30  # training steps timed per round and variant
     views: int = 2  # test views rendered per round and variant
     repeats: int = 3  # rounds; the report gives medians
+    run: str = ""  # start from this trained run's newest checkpoint instead of warming up ("" = warm up)
 
 
 def reference_config(cfg: Config) -> Config:
@@ -70,6 +75,14 @@ def _time_rendering(trainer: Trainer, views: list[int]) -> tuple[float, int]:
     return time.perf_counter() - start, rays
 
 
+def _trained_state(run: str) -> tuple[Path, dict]:
+    """(checkpoint path, trainer state) of the newest readable checkpoint of `run`."""
+    found = load_newest_readable(Path(run), set_aside=False)
+    if found is None:
+        raise CheckpointError(f"{run}: no checkpoint to start the benchmark from; train the run first")
+    return found
+
+
 def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool = True) -> dict:
     """Time the reference and the default path (module docstring); returns the report dict."""
     if min(settings.steps, settings.views, settings.repeats) < 1 or settings.warmup_steps < 0:
@@ -81,10 +94,14 @@ def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool 
     test = scene.splits.get("test")
     views = (test if test is not None and len(test) else scene.splits["train"])[: settings.views].tolist()
     warm = Trainer(cfg, scene, run_dir=None, quiet=True)
-    for step in range(settings.warmup_steps):
-        warm.train_step()
-        if progress and (step + 1) % 100 == 0:
-            print(f"warm-up step {step + 1}/{settings.warmup_steps}")
+    if settings.run:
+        source, state = _trained_state(settings.run)
+        warm.load_state_dict(state, source=source)  # refuses a run of another model
+    else:
+        for step in range(settings.warmup_steps):
+            warm.train_step()
+            if progress and (step + 1) % 100 == 0:
+                print(f"warm-up step {step + 1}/{settings.warmup_steps}")
     state = copy.deepcopy(warm.state_dict())
     state["step"] = warm.step
     variants = {"reference": Trainer(reference_config(cfg), scene, run_dir=None, quiet=True),
@@ -103,7 +120,8 @@ def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool 
                       f"train {rows[name]['train'][-1] / 1e6:.3f} M samples/s, "
                       f"render {rows[name]['render'][-1] / 1e3:.1f} k rays/s")
     result = {"scene": str(scene.source), "resolution": f"{scene.width}x{scene.height}",
-              "device": str(warm.device), "warmup_steps": settings.warmup_steps, "steps": settings.steps,
+              "device": str(warm.device), "start": settings.run or f"{settings.warmup_steps} warm-up steps",
+              "start_step": int(state["step"]), "steps": settings.steps,
               "views": len(views), "repeats": settings.repeats,
               "default_backends": variants["default"].backends(),
               "reference_backends": variants["reference"].backends()}
@@ -117,7 +135,8 @@ def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool 
 
 
 def format_report(result: dict) -> str:
-    lines = [f"{result['scene']} ({result['resolution']}, {result['device']}), medians of {result['repeats']}:"]
+    lines = [f"{result['scene']} ({result['resolution']}, {result['device']}), from {result['start']} "
+             f"(step {result['start_step']}), medians of {result['repeats']}:"]
     for name in ("reference", "default"):
         lines.append(f"  {name:<9}  train {result[f'{name}_train_samples_per_s'] / 1e6:7.3f} M samples/s   "
                      f"render {result[f'{name}_render_rays_per_s'] / 1e3:8.1f} k rays/s   "
