@@ -8,7 +8,6 @@ a looping video has no stutter. Poses are built in float64 and stored as float32
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from nerf.cameras import Cameras
 from nerf.datasets.checks import check_poses
 from nerf.errors import ExportError, SceneError
 from nerf.export.crop import OrientedBox
+from nerf.export.nerfstudio import read_json_object
 from nerf.rotations import PARALLEL_EPS, closest_point_to_axes, quat_to_rotmat, rotmat_to_quat
 from nerf.rotations import look_at as look_at_c2w
 
@@ -373,16 +373,7 @@ def load_nerfstudio_camera_path(path: str | Path) -> NerfstudioPath:
         NerfstudioPath (cameras, fov per frame, fps, crop box and its background colour).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ExportError(f"{path}: camera path file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path}: cannot read camera path ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise ExportError(f"{path}: expected a JSON object with a 'camera_path' list")
+    data = read_json_object(path, "camera path file", "a 'camera_path' list")
     camera_type = data.get("camera_type", "perspective")
     if camera_type != "perspective":
         raise ExportError(f"{path}: camera_type {camera_type!r} is not supported (only 'perspective')")

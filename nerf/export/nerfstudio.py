@@ -61,17 +61,24 @@ def write_dataparser_transforms(run_dir: str | Path, transform: Tensor) -> Path:
     return atomic_write_bytes(Path(run_dir) / FILE_NAME, text.encode())
 
 
-def read_dataparser_transforms(path: str | Path) -> Tensor:  # -> [4, 4] float64
-    """The similarity stored in a dataparser_transforms.json (ours or nerfstudio's)."""
+def read_json_object(path: str | Path, what: str, expected: str) -> dict:
+    """The JSON object in `path`; an ExportError naming the file (`what` it should be) when it is
+    missing, unreadable, not JSON, or not an object (`expected` says what it should hold)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ExportError(f"{path}: file not found") from exc
+        raise ExportError(f"{path}: {what} not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path}: cannot read ({exc})") from exc
+        raise ExportError(f"{path}: cannot read {what} ({exc})") from exc
     except json.JSONDecodeError as exc:
         raise ExportError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
     if not isinstance(data, dict):
-        raise ExportError(f"{path}: expected a JSON object with 'transform' and 'scale'")
+        raise ExportError(f"{path}: expected a JSON object with {expected}")
+    return data
+
+
+def read_dataparser_transforms(path: str | Path) -> Tensor:  # -> [4, 4] float64
+    """The similarity stored in a dataparser_transforms.json (ours or nerfstudio's)."""
+    data = read_json_object(path, "dataparser transforms file", "'transform' and 'scale'")
     return from_dataparser_transforms(data, str(path))
