@@ -123,7 +123,7 @@ def test_demo_configuration_learns_the_demo_scene(tmp_path):
     from nerf.config import parse_config
 
     config = Path(__file__).resolve().parents[1] / "configs" / "demo.txt"
-    cfg, _ = parse_config(["--config", str(config), "--data", str(tmp_path / "demo"),
+    cfg, _ = parse_config(["--config", str(config), "--data", str(tmp_path / "demo"), "--generate_demo",
                            "--runs_dir", str(tmp_path / "runs"), "--steps", str(DEMO_STEPS),
                            "--max_seconds", "0", "--eval_views", "5", "--video_frames", "0",
                            "--mesh_resolution", "0"], "test")
