@@ -115,7 +115,7 @@ class Renderer(nn.Module):
         for samples of weight above COLOR_WEIGHT_THRESHOLD, from each ray's direction encoded
         once. A skipped sample counts as empty (its weight goes to what lies behind the ray);
         its weight is below the threshold, so each skipped sample changes a pixel by less than
-        1e-4 (measured on lego: below 0.01 dB, docs/DESIGN.md)."""
+        1e-4 (on lego the images match the one-pass path's to 81.8 dB PSNR, docs/DESIGN.md)."""
         field = self.field
 
         def sigma_fn(t_starts, t_ends, ray_ids):
