@@ -97,7 +97,8 @@ class NGPField(nn.Module):
         direction_features: Tensor,  # [S, sh_degree^2] from encode_directions
     ) -> Tensor:  # [S, 3] in [0, 1]
         """View-dependent colour from the geometry features and the encoded direction."""
-        return torch.sigmoid(self.color_mlp(torch.cat([geometry, direction_features.to(geometry.dtype)], dim=-1)).float())
+        inputs = torch.cat([geometry, direction_features.to(geometry.dtype)], dim=-1)
+        return torch.sigmoid(self.color_mlp(inputs).float())
 
     def forward(
         self,
