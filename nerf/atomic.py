@@ -12,14 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 
 def temporary_name(path: Path) -> Path:
-    """A hidden sibling of `path` for this process; the suffix is kept (writers pick formats by it)."""
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    """A hidden sibling of `path` for this process and thread (two viewer tabs save from two
+    threads); the suffix is kept (writers pick formats by it)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{threading.get_ident()}{path.suffix}")
 
 
 @contextlib.contextmanager

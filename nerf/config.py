@@ -99,10 +99,13 @@ def run_name_problem(value: str) -> str | None:
     return None
 
 
+ELEVATION_MEAN = -1.0  # an orbit elevation of exactly -1 means: the training cameras' mean
+
+
 def elevation_problem(value: float) -> str | None:
     if not -90.0 < value < 90.0:
         return ("must be strictly between -90 and 90 degrees (an orbit seen from straight above or "
-                "below has no direction to turn; 89 is a top view), or -1 for the training cameras' mean")
+                "below has no direction to turn; 89 is a top view), or -1 for the training cameras' mean (other negative values look up from below)")
     return None
 
 

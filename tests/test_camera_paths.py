@@ -255,3 +255,22 @@ def test_nerfstudio_bad_json(tmp_path):
         load_nerfstudio_camera_path(file)
     with pytest.raises(ExportError, match="not found"):
         load_nerfstudio_camera_path(tmp_path / "missing.json")
+
+
+def test_orbit_elevation_below_the_horizon_is_used_not_replaced_by_the_mean(tiny_run):
+    """Only exactly -1 means "the training cameras' mean"; -30 orbits 30 degrees below."""
+    from nerf.config import RenderConfig
+    from nerf.jobs.render import camera_path
+    from nerf.jobs.run import load_trained_run
+    from nerf.rotations import mean_up
+
+    run = load_trained_run(tiny_run, "cpu")
+    train = run.scene.cameras[run.scene.splits["train"]]
+    up = torch.as_tensor(mean_up(train.c2w), dtype=torch.float32)
+    up = up / up.norm()
+    center = (run.scene.aabb[0] + run.scene.aabb[1]) / 2
+    for elevation in (-30.0, 30.0):
+        cams = camera_path(run, RenderConfig(run=str(tiny_run), elevation=elevation, frames=4)).cameras
+        rel = cams.centers - center
+        sines = (rel / rel.norm(dim=-1, keepdim=True)) @ up
+        torch.testing.assert_close(sines, torch.full((4,), math.sin(math.radians(elevation))), atol=1e-4, rtol=0)

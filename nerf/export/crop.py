@@ -51,7 +51,7 @@ class CroppedField(nn.Module):
         super().__init__()
         self.inner = field
         self.box = box
-        self.sampling = field.sampling
+        self.sampling = getattr(field, "sampling", None)  # a hierarchical pair's members have none
         if hasattr(field, "coarse"):  # hierarchical pairs: the renderer calls both networks
             self.coarse = CroppedField(field.coarse, box)
             self.fine = CroppedField(field.fine, box)

@@ -16,14 +16,13 @@ Meshes get area-weighted vertex normals; point clouds carry the normals their ca
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
+from nerf.atomic import write_bytes_atomic
 from nerf.errors import ExportError
 from nerf.export.gltf import glb_bytes, glb_vertex_colors
 
@@ -48,14 +47,10 @@ def ensure_folder(folder: str | Path) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file and a rename; ExportError if impossible."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     ensure_folder(path.parent)
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     return path
 

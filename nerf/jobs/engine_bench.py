@@ -75,9 +75,9 @@ def _time_rendering(trainer: Trainer, views: list[int]) -> tuple[float, int]:
     return time.perf_counter() - start, rays
 
 
-def _trained_state(run: str) -> tuple[Path, dict]:
-    """(checkpoint path, trainer state) of the newest readable checkpoint of `run`."""
-    found = load_newest_readable(Path(run), set_aside=False)
+def _trained_state(run: str, device: torch.device) -> tuple[Path, dict]:
+    """(checkpoint path, trainer state on `device`) of the newest readable checkpoint of `run`."""
+    found = load_newest_readable(Path(run), map_location=device, set_aside=False)
     if found is None:
         raise CheckpointError(f"{run}: no checkpoint to start the benchmark from; train the run first")
     return found
@@ -95,7 +95,7 @@ def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool 
     views = (test if test is not None and len(test) else scene.splits["train"])[: settings.views].tolist()
     warm = Trainer(cfg, scene, run_dir=None, quiet=True)
     if settings.run:
-        source, state = _trained_state(settings.run)
+        source, state = _trained_state(settings.run, warm.device)
         warm.load_state_dict(state, source=source)  # refuses a run of another model
     else:
         for step in range(settings.warmup_steps):

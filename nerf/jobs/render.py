@@ -22,7 +22,7 @@ from tqdm import tqdm
 from nerf import distributed
 from nerf.atomic import fresh_folder, write_text_atomic
 from nerf.cameras import Cameras
-from nerf.config import RenderConfig
+from nerf.config import ELEVATION_MEAN, RenderConfig
 from nerf.datasets import load_scene
 from nerf.errors import ConfigError, ExportError
 from nerf.export.camera_paths import interpolate_path, load_nerfstudio_camera_path, orbit_path, spiral_path
@@ -35,7 +35,6 @@ from nerf.frames import to_uint8_frame
 from nerf.jobs.run import TrainedRun
 from nerf.rotations import mean_up
 
-OUTPUT_KINDS = ("rgb", "depth", "opacity")
 EMPTY_OPACITY = 0.01  # a path whose every pixel stays below this opacity shows nothing
 
 
@@ -149,7 +148,7 @@ def camera_path(run: TrainedRun, cfg: RenderConfig) -> PathToRender:
         if not radius > 1e-6:
             raise ConfigError(f"{run.run_dir}: the orbit radius is {radius:g} (the training cameras sit at the "
                               "orbit centre); use --path interpolate or --path spiral")
-        if cfg.elevation >= 0:
+        if cfg.elevation != ELEVATION_MEAN:  # negative elevations look up from below
             elevation = cfg.elevation
         else:
             sin_el = (rel / rel.norm(dim=-1, keepdim=True)) @ up

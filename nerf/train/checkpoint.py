@@ -24,7 +24,7 @@ from nerf.errors import CheckpointError
 FORMAT = "nerf-toolkit-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^step_(\d{6,})\.pt$")
-_TEMPORARY = re.compile(r"^\.step_\d{6,}\.tmp-\d+\.pt$")  # nerf.atomic.temporary_name of a checkpoint
+_TEMPORARY = re.compile(r"^\.step_\d{6,}\.tmp-\d+(-\d+)?\.pt$")  # nerf.atomic.temporary_name of a checkpoint
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

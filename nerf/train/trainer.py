@@ -298,6 +298,8 @@ class Trainer:
                 where = ""
                 if self.run_dir is not None and self.dist.is_main:
                     path = save_checkpoint(self.run_dir, self.step, self.state_dict(), t.keep_checkpoints)
+                    if self.on_checkpoint is not None:  # e.g. drop the run an --overwrite replaced
+                        self.on_checkpoint(path)
                     where = f"; saved {path}; run the same command to continue"
                 raise KeyboardInterrupt(f"training stopped at step {self.step}{where}")
             start = time.perf_counter()

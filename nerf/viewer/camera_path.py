@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nerf.atomic import write_text_atomic
 from nerf.cameras import Cameras
 from nerf.errors import ExportError
 from nerf.export.camera_paths import interpolate_path
@@ -103,14 +103,10 @@ def nerfstudio_camera_path(
 def write_camera_path(path: str | Path, content: dict) -> Path:
     """Write the JSON atomically (a reader never sees half a file); ExportError on failure."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(content, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(content, indent=1) + "\n")
     except OSError as exc:
-        if tmp.is_file():
-            tmp.unlink()
         raise ExportError(f"{path}: cannot write the camera path ({exc.strerror})") from exc
     return path
 

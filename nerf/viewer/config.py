@@ -10,27 +10,31 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
-from nerf.config import add_dataclass_options, config_from_namespace
+from nerf.config import add_dataclass_options, check_fields, config_from_namespace, device_problem, option
 from nerf.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class ViewerConfig:
+    __post_init__ = check_fields
+
     host: str = "127.0.0.1"  # address the viewer listens on; another than loopback lets other machines in, WITHOUT authentication
-    port: int = 7007  # port of the viewer (the next free one when taken; 0 = any free port)
-    moving_resolution: int = 128  # longer side, in pixels, of the frames rendered while the camera moves
-    rest_resolution: int = 512  # longer side of the finest frame, reached by doubling once the camera rests
-    training_resolution: int = 256  # finest frame while training runs (the viewer shares the CPU with it)
-    rest_seconds: float = 0.15  # a camera still for this long is at rest
-    refresh_seconds: float = 1.0  # while training, the viewer takes the newest weights at most this often
-    thumbnail_size: int = 64  # longer side of the training photos shown on their camera frustums
-    jpeg_quality: int = 85  # quality of the frames sent to the browser
+    port: int = option(7007, at_least=0, at_most=65535)  # port of the viewer (the next free one when taken; 0 = any free port)
+    moving_resolution: int = option(128, at_least=8)  # longer side, in pixels, of the frames rendered while the camera moves
+    rest_resolution: int = option(512, at_least=8)  # longer side of the finest frame, reached by doubling once the camera rests
+    training_resolution: int = option(256, at_least=8)  # finest frame while training runs (the viewer shares the CPU with it)
+    rest_seconds: float = option(0.15, at_least=0.0)  # a camera still for this long is at rest
+    refresh_seconds: float = option(1.0, at_least=0.0)  # while training, the viewer takes the newest weights at most this often
+    thumbnail_size: int = option(64, at_least=8)  # longer side of the training photos shown on their camera frustums
+    jpeg_quality: int = option(85, at_least=1, at_most=100)  # quality of the frames sent to the browser
 
 
 @dataclass(frozen=True)
 class ViewJobConfig:
+    __post_init__ = check_fields
+
     run: str = "runs/demo"  # run directory to view
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = option("auto", rule=device_problem)  # auto | cpu | cuda | cuda:N
     view: ViewerConfig = field(default_factory=ViewerConfig)
 
 
@@ -60,20 +64,11 @@ def is_loopback(host: str) -> bool:
 
 
 def check_viewer_config(cfg: ViewerConfig) -> None:
-    """A ConfigError naming the option for values the viewer cannot use; the host must be an
-    address of this machine (viser would otherwise retry port after port)."""
-    if not 0 <= cfg.port <= 65535:
-        raise ConfigError(f"port = {cfg.port}: expected 0 to 65535")
-    for name in ("moving_resolution", "rest_resolution", "training_resolution", "thumbnail_size"):
-        if getattr(cfg, name) < 8:
-            raise ConfigError(f"{name} = {getattr(cfg, name)}: expected at least 8 pixels")
+    """What the declared ranges cannot say: the rest resolution is not below the moving one, and
+    the host is an address of this machine (viser would otherwise retry port after port)."""
     if cfg.rest_resolution < cfg.moving_resolution:
         raise ConfigError(f"rest_resolution = {cfg.rest_resolution}: below moving_resolution = "
                           f"{cfg.moving_resolution}")
-    if not 1 <= cfg.jpeg_quality <= 100:
-        raise ConfigError(f"jpeg_quality = {cfg.jpeg_quality}: expected 1 to 100")
-    if cfg.rest_seconds < 0 or cfg.refresh_seconds < 0:
-        raise ConfigError("rest_seconds and refresh_seconds must be >= 0")
     try:
         with socket.socket(_family(cfg.host), socket.SOCK_STREAM) as s:
             s.bind((cfg.host, 0))
