@@ -262,3 +262,21 @@ def test_exports_from_the_viewer_honour_the_crop_box_and_the_path(tiny_run, tmp_
         assert len(frames) == 4 and frames[0].shape[:2] == (16, 24)
     finally:
         viewer.close()
+
+
+def test_a_stop_request_ends_a_pause(tmp_path, tiny_scene, tiny_scene_path):
+    """Ctrl-C while the viewer holds training: the pause gives way so the loop can save and stop
+    (here the trainer's stop request is set by hand; fit runs in a thread, without signals)."""
+    from nerf.train.trainer import Trainer
+    from nerf.viewer.source import TrainingSource
+    from tiny import tiny_config
+
+    trainer = Trainer(tiny_config(tmp_path, tiny_scene_path, steps=12), tiny_scene, quiet=True)
+    source = TrainingSource(trainer.cfg, tiny_scene, None, trainer.device, refresh_seconds=1.0)
+    source.pause(True)
+    trainer.train_step()
+    stats = trainer.train_step()
+    trainer.interrupt_requested = lambda: True
+    start = time.perf_counter()
+    source.on_step(trainer, stats, 0.01)  # returns although the pause was never lifted
+    assert time.perf_counter() - start < 5.0 and not source.snapshot_stats().paused  # training no longer held

@@ -166,12 +166,6 @@ def export_tsdf(run: TrainedRun, cfg: ExportJobConfig, box: np.ndarray, out: Pat
 def export_geometry(run: TrainedRun, cfg: ExportJobConfig, progress: bool = False) -> ExportResult:
     """Write the run's `cfg.kind` export (see the module docstring)."""
     start = time.perf_counter()
-    if cfg.kind not in EXPORT_KINDS:
-        raise ConfigError(f"kind = {cfg.kind!r}: expected one of {EXPORT_KINDS}")
-    d = cfg.depth
-    if d.views < 0 or d.stride < 1 or d.tsdf_resolution < 8 or d.tsdf_trunc_voxels < 1 or d.tsdf_min_views < 1:
-        raise ConfigError("export: need views >= 0, stride >= 1, tsdf_resolution >= 8, tsdf_trunc_voxels >= 1 "
-                          "and tsdf_min_views >= 1")
     out = Path(cfg.out) if cfg.out else run.run_dir / f"{cfg.kind}.ply"
     if out.suffix.lower() not in MESH_FORMATS:
         raise ConfigError(f"out = {cfg.out!r}: expected a {', '.join(MESH_FORMATS)} file")

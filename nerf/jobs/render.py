@@ -131,14 +131,10 @@ def camera_path(run: TrainedRun, cfg: RenderConfig) -> PathToRender:
     train = scene.cameras[scene.splits["train"]]
     width = cfg.width or scene.width
     height = cfg.height or scene.height
-    if not cfg.downscale > 0:
-        raise ConfigError(f"downscale = {cfg.downscale}: must be a positive factor")
     if cfg.path.endswith(".json"):
         plan = nerfstudio_path(run, cfg)
         check_path_cameras(plan.cameras, cfg.path)
         return replace(plan, cameras=plan.cameras.scaled(1.0 / cfg.downscale))
-    if cfg.frames < 1:
-        raise ConfigError(f"frames = {cfg.frames}: need at least one frame")
     if cfg.path == "orbit":
         center = (scene.aabb[0] + scene.aabb[1]) / 2 if not scene.unbounded else torch.zeros(3)
         up = torch.as_tensor(mean_up(train.c2w), dtype=torch.float32)

@@ -445,13 +445,19 @@ def _walk_rays(active, next_step, limits, k, origins, directions, t0, t1, steps,
         exhausted[j] = i >= limit
 
 
+@numba.njit(cache=True, inline="always")
+def _offsets(counts):  # [A] int64 -> [A + 1] int64: exclusive prefix sum, the total last
+    out = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    for j in range(counts.shape[0]):
+        out[j + 1] = out[j] + counts[j]
+    return out
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _pack(buf_starts, buf_ends, buf_ids, found, k):
     """The rows of [A, k] buffers (flat) packed: t_starts, t_ends, ray_ids [P] and offsets [A + 1]."""
     n_rows = found.shape[0]
-    offsets = np.zeros(n_rows + 1, dtype=np.int64)
-    for j in range(n_rows):
-        offsets[j + 1] = offsets[j] + found[j]
+    offsets = _offsets(found)
     total = offsets[n_rows]
     t_starts = np.empty(total, dtype=np.float32)
     t_ends = np.empty(total, dtype=np.float32)
@@ -509,9 +515,7 @@ def _early_stop(active, offsets, t_starts, t_ends, sigmas, threshold, exhausted,
         depth[r] = d
         n_keep[j] = nk
         alive[j] = not (dead or exhausted[j])
-    out = np.zeros(n_active + 1, dtype=np.int64)
-    for j in range(n_active):
-        out[j + 1] = out[j] + n_keep[j]
+    out = _offsets(n_keep)
     total = out[n_active]
     k_starts = np.empty(total, dtype=np.float32)
     k_ends = np.empty(total, dtype=np.float32)

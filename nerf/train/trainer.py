@@ -62,6 +62,10 @@ def state_dict_problem(exc: Exception) -> str:
     return f"{detail[:200]}{more}"
 
 
+def _never() -> bool:
+    return False
+
+
 @contextmanager
 def _interrupt_between_steps():
     """Yield `interrupted() -> bool`: SIGINT sets a flag the loop reads between steps (only in
@@ -149,6 +153,7 @@ class Trainer:
         )
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.on_checkpoint = None  # called with each checkpoint's path after it is written (rank 0)
+        self.interrupt_requested = _never  # during fit: whether Ctrl-C asked training to stop
         self.log = MetricsLog(run_dir, cfg.train.log_every, self.quiet) if run_dir and self.dist.is_main else None
         self._lpips = None  # built at the first evaluation
         if not quiet:
@@ -283,7 +288,11 @@ class Trainer:
         t = self.cfg.train
         bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
         with _interrupt_between_steps() as interrupted:
-            self._loop(bar, interrupted, on_step)
+            self.interrupt_requested = interrupted  # a step callback that blocks (a pause) asks it
+            try:
+                self._loop(bar, interrupted, on_step)
+            finally:
+                self.interrupt_requested = _never
         bar.close()
         if self.log is not None:
             self.log.flush()

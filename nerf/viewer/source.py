@@ -22,7 +22,7 @@ from nerf.fields import build_field
 from nerf.jobs.run import TrainedRun
 from nerf.render.renderer import Renderer
 
-PAUSE_POLL_SECONDS = 0.1  # a paused trainer re-checks its pause flag this often
+PAUSE_POLL_SECONDS = 0.1  # a paused trainer re-checks its pause flag and Ctrl-C this often
 
 
 @dataclass
@@ -102,7 +102,8 @@ class TrainingSource:
             with self._handover:
                 self.stats.paused = True
             while not self._resume.wait(PAUSE_POLL_SECONDS):
-                pass
+                if trainer.interrupt_requested():  # Ctrl-C: the loop saves and stops after this step
+                    break
             with self._handover:
                 self.stats.paused = False
 
