@@ -148,6 +148,8 @@ class ModelConfig:
     hash_log2_size: int = option(19, at_least=1, at_most=30)  # log2 of the hash table size per level
     hash_base_resolution: int = option(16, at_least=1)  # coarsest grid resolution
     hash_max_resolution: int = option(2048, at_least=1)  # finest grid resolution over the unit box [-1, 1]^3
+    appearance_dim: int = option(0, at_least=0)  # per-training-image appearance embedding (exposure, white balance) fed to the colour MLP; 0 = off. Held-out views use the mean embedding
+    contraction: str = option("none", choices=("none", "inf"))  # none | inf (mip-NeRF 360 contraction, L-inf norm: the field covers all of space; unbounded captures)
     hash_backend: str = option("auto", choices=HASH_BACKENDS)  # auto | torch | triton | tcnn | numba (auto: numba on a CPU, when installed)
     hidden_dim: int = option(64, at_least=1)  # width of the density and colour MLPs
     geo_features: int = option(15, at_least=0)  # geometry features passed from the density to the colour MLP
@@ -163,6 +165,7 @@ class SamplerConfig:
     __post_init__ = check_fields
 
     grid_resolution: int = option(128, at_least=2)  # occupancy grid cells per axis, per cascade
+    grid_scale: float = option(1.0, at_least=1.0)  # the occupancy grid covers the scene box scaled by this (cascades double outward); > 1 with contraction
     march_steps: int = option(1024, at_least=1)  # ray-marching steps across the unit box diagonal (step = 2*sqrt(3)/N)
     cone_angle: float = option(0.0, at_least=0.0)  # step grows as t * cone_angle (0 = constant; 1/256 suits real scenes)
     grid_update_every: int = option(16, at_least=1)  # steps between occupancy-grid updates

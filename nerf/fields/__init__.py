@@ -14,12 +14,15 @@ __all__ = ["FIELD_KINDS", "SAMPLING_KINDS", "RadianceField", "build_field"]
 FIELD_KINDS = ("ngp", "vanilla")
 
 
-def build_field(cfg: ModelConfig, aabb: Tensor) -> RadianceField:  # aabb [2, 3]
-    """The field named by `cfg.model` over the scene box."""
+def build_field(cfg: ModelConfig, aabb: Tensor, n_images: int = 0) -> RadianceField:  # aabb [2, 3]
+    """The field named by `cfg.model` over the scene box; `n_images` training images (the
+    number of appearance embeddings, when `cfg.appearance_dim` > 0)."""
     if cfg.model == "ngp":
         from nerf.fields.ngp import NGPField
 
-        return NGPField(aabb, cfg)
+        return NGPField(aabb, cfg, n_images)
+    if cfg.appearance_dim > 0 or cfg.contraction != "none":
+        raise ConfigError(f"model = {cfg.model}: appearance_dim and contraction need model = ngp")
     if cfg.model == "vanilla":
         from nerf.fields.vanilla import VanillaNeRF
 

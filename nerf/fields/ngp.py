@@ -6,6 +6,16 @@ Positions arrive in the scene's normalised frame and are mapped to [0, 1]^3 over
 how far the box extends for background. Density uses instant-ngp's truncated exponential:
 sigma = exp(h) with the gradient's exponent clamped at 15. Positions outside the box get zero
 density.
+
+With `contraction = inf` (unbounded captures) positions are contracted first
+(`nerf.fields.contraction`): the hash grid covers the contracted cube [-2, 2]^3, i.e. all of space,
+the content box [-1, 1]^3 at the same finest resolution per unit as without contraction, and the
+field's `aabb` no longer bounds it (the renderer's occupancy grid still bounds where rays sample).
+
+With `appearance_dim` E > 0 each training image has an embedding [E] (NeRF-W's appearance code:
+exposure, white balance) appended to the colour MLP's input; density never sees it. Training rays
+pass their image's index; every other render (held-out views, videos, meshes) uses the mean of
+the training images' embeddings, the held-out protocol reported in docs/DESIGN.md.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from torch import Tensor, nn
 
 from nerf.config import ModelConfig
 from nerf.encodings import HashGrid, SphericalHarmonics
+from nerf.fields.contraction import CONTRACTED_HALF_EXTENT, contract
 
 TRUNC_EXP_CLAMP = 15.0  # exponent clamp in the backward of the truncated exponential
 
@@ -53,10 +64,14 @@ class NGPField(nn.Module):
 
     sampling = "occupancy"
 
-    def __init__(self, aabb: Tensor, cfg: ModelConfig):  # aabb [2, 3]
+    def __init__(self, aabb: Tensor, cfg: ModelConfig, n_images: int = 0):  # aabb [2, 3]
         super().__init__()
+        if cfg.appearance_dim > 0 and n_images < 1:
+            raise ValueError("NGPField: appearance_dim > 0 needs the number of training images")
         self.register_buffer("aabb", aabb.detach().clone().float())
-        extent = float((aabb[1] - aabb[0]).max()) / 2.0  # half-size, unit box = 1
+        self.contracted = cfg.contraction == "inf"
+        # half-size of what the hash grid spans, in units of the unit box
+        extent = CONTRACTED_HALF_EXTENT if self.contracted else float((aabb[1] - aabb[0]).max()) / 2.0
         max_res = int(round(cfg.hash_max_resolution * max(extent, 1.0)))
         self.encoding = HashGrid(
             n_levels=cfg.hash_levels,
@@ -69,9 +84,18 @@ class NGPField(nn.Module):
         self.dir_encoding = SphericalHarmonics(cfg.sh_degree)
         self.geo_features = cfg.geo_features
         self.density_mlp = mlp(self.encoding.out_dim, cfg.hidden_dim, 1 + cfg.geo_features, 1)
-        self.color_mlp = mlp(1 + cfg.geo_features + self.dir_encoding.out_dim, cfg.hidden_dim, 3, 2)
+        self.color_mlp = mlp(
+            1 + cfg.geo_features + self.dir_encoding.out_dim + cfg.appearance_dim, cfg.hidden_dim, 3, 2
+        )
+        # zeros: every image starts at the mean appearance, which held-out views use
+        self.appearance = nn.Embedding(n_images, cfg.appearance_dim) if cfg.appearance_dim > 0 else None
+        if self.appearance is not None:
+            nn.init.zeros_(self.appearance.weight)
 
-    def _unit(self, positions: Tensor) -> tuple[Tensor, Tensor]:  # [S, 3] -> [S, 3], [S] bool
+    def _unit(self, positions: Tensor) -> tuple[Tensor, Tensor | None]:  # [S, 3] -> [S, 3], [S] bool
+        """The hash grid's coordinates in [0, 1]^3, and which positions it covers (None: all)."""
+        if self.contracted:
+            return (contract(positions) + CONTRACTED_HALF_EXTENT) / (2.0 * CONTRACTED_HALF_EXTENT), None
         x = (positions - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
         inside = ((x >= 0) & (x <= 1)).all(dim=-1)
         return x.clamp(0.0, 1.0), inside
@@ -80,8 +104,8 @@ class NGPField(nn.Module):
         """Density [S] and the density MLP's output [S, 1 + F] (the colour MLP's geometry input)."""
         x, inside = self._unit(positions)
         h = self.density_mlp(self.encoding(x)).float()  # [S, 1 + F]
-        sigmas = trunc_exp(h[:, 0]) * inside
-        return sigmas, h
+        sigmas = trunc_exp(h[:, 0])
+        return (sigmas if inside is None else sigmas * inside), h
 
     def query_density(self, positions: Tensor) -> Tensor:  # [S, 3] -> [S]
         """Volume density at world positions."""
@@ -95,28 +119,40 @@ class NGPField(nn.Module):
         self,
         geometry: Tensor,  # [S, 1 + F] from density_and_geometry
         direction_features: Tensor,  # [S, sh_degree^2] from encode_directions
+        image_ids: Tensor | None = None,  # [S] int64 training-image indices; None = mean appearance
     ) -> Tensor:  # [S, 3] in [0, 1]
-        """View-dependent colour from the geometry features and the encoded direction."""
-        inputs = torch.cat([geometry, direction_features.to(geometry.dtype)], dim=-1)
-        return torch.sigmoid(self.color_mlp(inputs).float())
+        """View-dependent colour from the geometry features, the encoded direction and (with
+        appearance embeddings) the image's appearance."""
+        parts = [geometry, direction_features.to(geometry.dtype)]
+        if self.appearance is not None:
+            if image_ids is None:
+                code = self.appearance.weight.mean(dim=0).expand(len(geometry), -1)
+            else:
+                code = self.appearance(image_ids)
+            parts.append(code.to(geometry.dtype))
+        return torch.sigmoid(self.color_mlp(torch.cat(parts, dim=-1)).float())
 
     def forward(
         self,
         positions: Tensor,  # [S, 3]
         directions: Tensor,  # [S, 3] unit
+        image_ids: Tensor | None = None,  # [S] int64 training-image indices (appearance)
     ) -> tuple[Tensor, Tensor]:  # sigmas [S], rgbs [S, 3]
         """Density and view-dependent colour at world positions."""
         sigmas, h = self.density_and_geometry(positions)
-        return sigmas, self.color(h, self.encode_directions(directions))
+        return sigmas, self.color(h, self.encode_directions(directions), image_ids)
 
     def kernel_backends(self, device: torch.device) -> list[str]:
         """The hash grid's kernel on `device`."""
         return [f"hash grid {self.encoding.resolve_backend(device)}"]
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
-        """Optimiser groups: the hash table without weight decay, MLPs with it."""
+        """Optimiser groups: the hash table and appearance codes without weight decay, MLPs with it."""
+        plain = list(self.encoding.parameters())
+        if self.appearance is not None:
+            plain += list(self.appearance.parameters())
         return [
-            {"params": list(self.encoding.parameters()), "weight_decay": 0.0},
+            {"params": plain, "weight_decay": 0.0},
             {
                 "params": list(self.density_mlp.parameters()) + list(self.color_mlp.parameters()),
                 "weight_decay": weight_decay,

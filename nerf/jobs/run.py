@@ -56,7 +56,7 @@ def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
         raise CheckpointError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train first")
     path, state = found
     scene = prepare_scene(cfg)
-    field = build_field(cfg.model, scene.aabb)
+    field = build_field(cfg.model, scene.aabb, len(scene.splits["train"]))
     renderer = Renderer(field, scene.aabb, cfg.sampler, scene.near, scene.far).to(dev)
     try:
         renderer.load_state_dict(state["renderer"])

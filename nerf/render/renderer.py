@@ -58,7 +58,8 @@ class Renderer(nn.Module):
         self.is_vanilla = field.sampling == "hierarchical"
         self.grid = grid
         if grid is None and not self.is_vanilla:
-            self.grid = OccupancyGrid(aabb, cfg.grid_resolution)
+            center = (aabb[0] + aabb[1]) / 2
+            self.grid = OccupancyGrid(center + (aabb - center) * cfg.grid_scale, cfg.grid_resolution)
         self.step = ngp_step_size(cfg.march_steps)
 
     def render_rays(
@@ -69,11 +70,14 @@ class Renderer(nn.Module):
         train: bool = False,
         generator: torch.Generator | None = None,
         field_forward: nn.Module | None = None,
+        image_ids: Tensor | None = None,  # [N] int64 training-image index of each ray
     ) -> RayResult:
         """Colour, opacity and depth of each ray.
 
         `field_forward` replaces the hash-grid field for the pass that carries gradients (the
         trainer passes its DistributedDataParallel wrapper so gradients are all-reduced).
+        `image_ids` select the field's appearance embeddings for training rays; without them
+        (every render but training) a field with embeddings uses their mean.
         """
         if self.is_vanilla:
             return self._render_vanilla(origins, directions, background, train, generator)
@@ -95,7 +99,8 @@ class Renderer(nn.Module):
             sigmas, rgbs = samples.payload[:, 0], samples.payload[:, 1:]
         else:
             positions = samples.positions(origins, directions)
-            sigmas, rgbs = (field_forward or field)(positions, directions[samples.ray_indices])
+            extra = () if image_ids is None else (image_ids[samples.ray_indices],)
+            sigmas, rgbs = (field_forward or field)(positions, directions[samples.ray_indices], *extra)
         out = composite(
             samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, rgbs,
             samples.n_rays, background, backend=self.cfg.composite_backend,

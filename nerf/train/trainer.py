@@ -114,7 +114,7 @@ class Trainer:
         self.quiet = quiet or not self.dist.is_main  # logs and progress bars print once
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.field = build_field(cfg.model, scene.aabb).to(self.device)
+        self.field = build_field(cfg.model, scene.aabb, len(scene.splits["train"])).to(self.device)
         self.renderer = Renderer(self.field, scene.aabb, cfg.sampler, scene.near, scene.far).to(self.device)
         self.cameras = scene.cameras.to(self.device)
         self.train_ids = scene.splits["train"].to(self.device)
@@ -191,7 +191,8 @@ class Trainer:
         idx = torch.randint(0, self.pixels.shape[0], (n,), device=self.device, generator=self.generator)
         if self.mask is not None:
             idx = idx[self.mask[idx]]
-        cam = self.train_ids[idx // hw]
+        self._batch_images = idx // hw  # [N] index into the training images (appearance codes)
+        cam = self.train_ids[self._batch_images]
         pix = idx % hw
         origins, directions = self.cameras.pixel_rays(cam, pix % self.width, pix // self.width)
         rgba = self.pixels[idx].float() / 255.0
@@ -232,7 +233,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             out = self.renderer.render_rays(
                 origins, directions, self._batch_background, train=True, generator=self.generator,
-                field_forward=self.ddp,
+                field_forward=self.ddp, image_ids=self._batch_images if self.cfg.model.appearance_dim else None,
             )
         loss = self._loss(out.rgb, target)
         if out.coarse_rgb is not None:

@@ -63,7 +63,7 @@ class TrainingSource:
     def __init__(self, cfg: Config, scene: Scene, run_dir, device: torch.device, refresh_seconds: float):
         self.cfg, self.scene, self.run_dir = cfg, scene, run_dir
         self.refresh_seconds = refresh_seconds
-        self.renderer = Renderer(build_field(cfg.model, scene.aabb), scene.aabb, cfg.sampler,
+        self.renderer = Renderer(build_field(cfg.model, scene.aabb, len(scene.splits["train"])), scene.aabb, cfg.sampler,
                                  scene.near, scene.far).to(device).eval()
         self.lock = threading.Lock()  # the viewer's renderer
         self._pending: tuple[int, dict] | None = None  # (step, state) waiting to be loaded
