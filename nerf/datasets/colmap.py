@@ -13,8 +13,9 @@ Image folder for a downscale d: `images_d/` when present (read at its own size),
 `images/` area-resized to round(w / d) x round(h / d) of the camera's size. Intrinsics are
 scaled per axis by the loaded size over the camera's size.
 
-Splits: test = every 8th image (i % 8 == 0), val = test, train = the rest. Normalisation: the
-generic object rule (`object_normalization`, see normalize.py).
+Splits: test = every 8th image (i % 8 == 0), val = test, train = the rest. Normalisation: by the
+camera layout (`camera_layout`, see normalize.py): the forward-facing rule with depth bounds from
+each image's sparse points when the cameras all look one way, the generic object rule otherwise.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ import numpy as np
 
 from nerf.datasets.assemble import SPLIT_NAMES, holdout_splits, make_scene, scale_intrinsics, select_splits
 from nerf.datasets.checks import check_image_size, check_poses, check_quaternions
-from nerf.datasets.colmap_io import ColmapCamera, read_model
+from nerf.datasets.colmap_io import ColmapCamera, ColmapModel, read_model
 from nerf.datasets.images import check_downscale, downscaled_folders, image_size, read_images, target_size
-from nerf.datasets.normalize import object_normalization
+from nerf.datasets.normalize import (
+    Normalization, camera_layout, forward_facing_normalization, object_normalization,
+)
 from nerf.datasets.scene import Scene
 from nerf.errors import SceneError
 from nerf.rotations import quat_to_rotmat
 
 MODEL_FOLDERS = ("sparse/0", "sparse")
+MIN_BOUND_POINTS = 10  # sparse points an image must see for its depth bounds
 SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE")
 
 
@@ -117,9 +121,9 @@ def read_colmap(
     rotations = quat_to_rotmat(quats)
     translations = np.stack([np.asarray(im.tvec, dtype=np.float64) for im in records])
     c2w = check_poses(colmap_to_opencv(rotations, translations), labels, field="pose (QW QX QY QZ TX TY TZ)")
-    norm = object_normalization(c2w)
-
     parsed = [camera_intrinsics(model.cameras[im.camera_id], str(cameras_file)) for im in records]
+    norm = _normalization(model, records, c2w, parsed)
+
     models = {m for *_, m in parsed}
     if "fisheye" in models and len(models) > 1:
         raise SceneError(f"{cameras_file}: fisheye and perspective cameras cannot share one scene")
@@ -159,3 +163,38 @@ def read_colmap(
         intrinsic_fields=("PARAMS fx (or f)", "PARAMS fy (or f)", "PARAMS cx", "PARAMS cy"),
         distortion_field="PARAMS (distortion)",
     )
+
+
+def point_depth_bounds(
+    model: ColmapModel,
+    records: list,  # [C] ColmapImage in the order of c2w
+    c2w: np.ndarray,  # [C, 4, 4] OpenCV camera-to-world
+) -> np.ndarray | None:  # [C, 2] near, far camera-z depths, or None without enough points
+    """Each image's depth range from the sparse points it observes (LLFF's imgs2poses: the 0.1
+    and 99.9 percentiles of their camera-z depths); None when an image sees fewer than
+    MIN_BOUND_POINTS points in front of it."""
+    bounds = np.empty((len(records), 2))
+    for i, im in enumerate(records):
+        ids = [int(p) for p in im.point3d_ids if p >= 0 and int(p) in model.points3d]
+        if len(ids) < MIN_BOUND_POINTS:
+            return None
+        xyz = np.stack([model.points3d[p].xyz for p in ids])
+        z = (xyz - c2w[i, :3, 3]) @ c2w[i, :3, 2]
+        z = z[z > 0]
+        if len(z) < MIN_BOUND_POINTS:
+            return None
+        bounds[i] = np.percentile(z, 0.1), np.percentile(z, 99.9)
+    return bounds
+
+
+def _normalization(model: ColmapModel, records: list, c2w: np.ndarray, parsed: list) -> Normalization:
+    """The forward-facing rule for a forward-facing layout whose images see enough sparse
+    points, the object rule otherwise (nerf.datasets.normalize)."""
+    if camera_layout(c2w) == "forward":
+        bounds = point_depth_bounds(model, records, c2w)
+        if bounds is not None:
+            sizes = np.array([[model.cameras[im.camera_id].width, model.cameras[im.camera_id].height]
+                              for im in records], dtype=np.float64)
+            intrinsics = np.concatenate([np.stack([p[0] for p in parsed]), sizes], axis=1)  # [C, 6]
+            return forward_facing_normalization(c2w, bounds, intrinsics)
+    return object_normalization(c2w)

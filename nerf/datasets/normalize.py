@@ -36,6 +36,12 @@ forward-facing rule (LLFF)
     reaches depth z no sooner than distance z); far = the largest distance from a camera to its
     own far frustum corners. unbounded = True.
 
+Which rule a COLMAP model gets is read from its camera layout (`camera_layout`): forward-facing
+when every camera looks within about 25 degrees of the mean viewing direction (the mean of the
+unit forward vectors is longer than FORWARD_FACING_MIN_ALIGNMENT; an orbit, even a half one,
+falls well below), with near/far bounds from the depths of each image's own sparse points
+(LLFF's imgs2poses: the 0.1 and 99.9 percentiles); the object rule otherwise.
+
 The poses these rules receive are rigid (validated by `nerf.datasets.checks.check_poses`).
 """
 
@@ -56,6 +62,7 @@ OBJECT_CAMERA_DISTANCE = 2.64  # 4.0 (colmap2nerf) * 0.33 (ngp scale) * 2 (unit 
 OBJECT_AABB_HALF_EXTENT = 4.0
 FORWARD_FACING_FAR = 2.0
 FAR_PERCENTILE = 90.0
+FORWARD_FACING_MIN_ALIGNMENT = 0.9  # |mean unit forward vector| above this: forward-facing
 AXES_MIN_EIGENVALUE = 1e-3  # of mean(I - d d^T); below it the optical axes are near-parallel
 
 
@@ -95,6 +102,12 @@ def apply_to_poses(
     out[:, :3, :3] = rot @ c2w[:, :3, :3]
     out[:, :3, 3] = c2w[:, :3, 3] @ linear.T + transform[:3, 3]
     return out
+
+
+def camera_layout(c2w: np.ndarray) -> str:  # c2w [C, 4, 4] -> "forward" | "360"
+    """"forward" when the cameras all look roughly one way (LLFF-style), else "360"."""
+    forwards = c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=1, keepdims=True)
+    return "forward" if np.linalg.norm(forwards.mean(axis=0)) > FORWARD_FACING_MIN_ALIGNMENT else "360"
 
 
 def _in_front_of_most(
