@@ -53,13 +53,15 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
     Returns:
         the iso level, in the normalised frame's density units.
     """
-    scene, renderer = run.scene, run.renderer
+    renderer = run.renderer
     dev = renderer.aabb.device
-    cams = training_cameras(run).to(dev)
+    cams = training_cameras(run)
     gen = torch.Generator().manual_seed(seed)
     views = torch.randint(len(cams), (rays,), generator=gen)
-    cols = torch.randint(scene.width, (rays,), generator=gen)
-    rows = torch.randint(scene.height, (rays,), generator=gen)
+    # each view's own size (images may differ in size): a uniform pixel of that view
+    cols = (torch.rand(rays, generator=gen) * cams.width[views]).long()
+    rows = (torch.rand(rays, generator=gen) * cams.height[views]).long()
+    cams = cams.to(dev)
     origins, directions = cams.pixel_rays(views.to(dev), cols.to(dev), rows.to(dev))
     field_ = renderer.field
     points, chunk = [], run.cfg.train.render_chunk
