@@ -171,3 +171,26 @@ def test_a_frame_of_the_wrong_size_names_the_frame_the_file_and_both_sizes(tmp_p
     message = str(info.value)
     assert "transforms.json frame 5 'w', 'h': declares images of 36x24" in message
     assert f"{tmp_path / 'images' / '005.png'} is 40x30" in message
+
+
+def test_a_run_on_mixed_sizes_renders_paths_and_sr_pairs_per_camera(tmp_path):
+    from nerf.config import RenderConfig
+    from nerf.jobs.render import camera_path, training_pairs
+    from nerf.jobs.run import load_trained_run
+    from nerf.jobs.sr_bench import SRBenchConfig, render_test_inputs
+    from nerf.jobs.train import run_training_job
+
+    write_colmap_sizes(tmp_path / "scene")
+    run_dir = run_training_job(tiny_config(tmp_path, tmp_path / "scene", steps=TRAIN_STEPS), quiet=True)["run_dir"]
+    run = load_trained_run(run_dir, "cpu")
+    scene = run.scene
+    first = scene.image_size(int(scene.splits["train"][0]))
+    assert first != (scene.width, scene.height)
+    plan = camera_path(run, RenderConfig(run=str(run_dir), path="orbit", frames=2))
+    assert (int(plan.cameras.width[0]), int(plan.cameras.height[0])) == first  # not the padded size
+    lr_imgs, hr_imgs = training_pairs(run, 2, progress=False)
+    for i, lr, hr in zip(scene.splits["train"].tolist(), lr_imgs, hr_imgs):
+        w, h = scene.image_size(i)
+        assert lr.shape[:2] == (h // 2, w // 2) and hr.shape[:2] == (h, w)
+    with pytest.raises(SceneError, match="the SR benchmark needs images of one size.*mixed sizes up to 40x40"):
+        render_test_inputs(run, SRBenchConfig(run=str(run_dir), scale=2))
