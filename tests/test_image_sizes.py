@@ -194,3 +194,16 @@ def test_a_run_on_mixed_sizes_renders_paths_and_sr_pairs_per_camera(tmp_path):
         assert lr.shape[:2] == (h // 2, w // 2) and hr.shape[:2] == (h, w)
     with pytest.raises(SceneError, match="the SR benchmark needs images of one size.*mixed sizes up to 40x40"):
         render_test_inputs(run, SRBenchConfig(run=str(run_dir), scale=2))
+
+
+def test_mesh_surface_rays_stay_inside_each_views_own_size():
+    from nerf.cameras import Cameras
+    from nerf.jobs.mesh import random_pixels
+
+    sizes = torch.tensor(MIXED_SIZES)
+    cams = Cameras.create(torch.eye(4).expand(3, 4, 4), 30.0, 30.0, 15.0, 15.0, sizes[:, 0], sizes[:, 1])
+    views, cols, rows = random_pixels(cams, 20000, torch.Generator().manual_seed(0))
+    assert bool((cols < sizes[views, 0]).all() and (rows < sizes[views, 1]).all())
+    for v, (w, h) in enumerate(MIXED_SIZES):  # and every view's whole extent is drawn from
+        mine = views == v
+        assert int(cols[mine].max()) == w - 1 and int(rows[mine].max()) == h - 1
