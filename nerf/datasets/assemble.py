@@ -153,8 +153,8 @@ def _without_padding(
 
 def scale_intrinsics(
     intrinsics: np.ndarray,  # [C, 4] fx, fy, cx, cy at each image's `original` size
-    original: np.ndarray,  # [C, 2] (width, height) the intrinsics refer to
-    actual: np.ndarray,  # [C, 2] (width, height) of the images as loaded
+    original: np.ndarray,  # [C, 2] (width, height) the intrinsics refer to, or one (w, h) for all
+    actual: np.ndarray,  # [C, 2] (width, height) of the images as loaded, or one (w, h) for all
     where: Sequence[str],  # C strings naming each image, e.g. its file
 ) -> np.ndarray:  # [C, 4]
     """Intrinsics for images resized from `original` to `actual` (pixel centres at +0.5), per image.

@@ -4,9 +4,9 @@ File: one `transforms.json` with `frames` of `file_path` (relative; ".png" added
 image extension) and `transform_matrix` (4x4 or 3x4 camera-to-world, OpenGL camera axes).
 Intrinsics are global or per frame (a frame's key wins): `fl_x`/`fl_y` (or `camera_angle_x`/
 `camera_angle_y`: f = 0.5 size / tan(0.5 angle); fl_y defaults to fl_x), `cx`/`cy` (default the
-image centre), `w`/`h` (default the size of the frame's image), `k1 k2 k3 k4 p1 p2`, and `camera_model`
-(PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV -> "opencv"/"pinhole", OPENCV_FISHEYE ->
-"fisheye"; instant-ngp's `is_fisheye` also means fisheye). Without `camera_model`, non-zero
+image centre), `w`/`h` (default the size of the frame's image), `k1 k2 k3 k4 p1 p2`, and
+`camera_model` (PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV -> "opencv"/"pinhole",
+OPENCV_FISHEYE -> "fisheye"; instant-ngp's `is_fisheye` also means fisheye). Without `camera_model`, non-zero
 distortion means "opencv". An optional per-frame `mask_path` (bright = use the pixel) fills
 Scene.masks; frames without one use every pixel.
 
