@@ -533,8 +533,8 @@ class RenderConfig:
     path: str = option("orbit", rule=camera_path_problem)  # camera path: orbit | spiral | interpolate | none | a nerfstudio camera_path.json
     frames: int = option(120, at_least=1)  # frames of an orbit, spiral or interpolated path
     fps: float = option(30.0, above=0.0)  # video frame rate (a camera_path.json brings its own)
-    width: int = option(0, at_least=0)  # output width in pixels (0 = the scene's, or the camera_path.json's)
-    height: int = option(0, at_least=0)  # output height in pixels (0 = the scene's, or the camera_path.json's)
+    width: int = option(0, at_least=0)  # output width in pixels (0 = the first training image's, or the camera_path.json's)
+    height: int = option(0, at_least=0)  # output height in pixels (0 = the first training image's, or the camera_path.json's)
     downscale: float = option(1.0, above=0.0)  # render the path at 1/downscale of its size (nerfstudio's --downscale-factor)
     path_frame: str = ""  # dataparser_transforms.json of the frame a camera_path.json is in ("" = this run's)
     elevation: float = option(-1.0, rule=elevation_problem)  # orbit elevation in degrees (-1 = mean of the training cameras)

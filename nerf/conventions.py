@@ -24,7 +24,8 @@ Rays and samples
 
 Images
     float32 `[H, W, 3]` in [0, 1] inside the library; uint8 on disk and in the dataset cache
-    (`Scene.images [C, H, W, 3|4]`). RGBA images are composited on a background colour in linear
+    (`Scene.images [C, H, W, 3|4]`; images of different sizes are zero-padded to the largest,
+    each camera holding its own size). RGBA images are composited on a background colour in linear
     [0, 1] values (no gamma change).
 
 Shape letters used in comments

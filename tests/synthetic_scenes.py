@@ -158,3 +158,47 @@ def write_colmap(
     write_model(ColmapModel(cameras, images, {}), root / "sparse" / "0", binary=binary)
     order = sorted(range(n), key=lambda i: names[i])
     return c2w[order]
+
+
+# --- images of different sizes (one camera per size) ------------------------------------------
+
+MIXED_SIZES = ((40, 30), (30, 40), (36, 24))  # landscape, portrait, a wider landscape
+
+
+def mixed_intrinsics(width: int, height: int) -> tuple[float, float, float, float]:
+    """fx, fy, cx, cy of a camera of `width` x `height`: distinct per size, off-centre."""
+    return 0.9 * width, 0.95 * width, width / 2 + 0.3, height / 2 - 0.2
+
+
+def write_colmap_sizes(root: Path, n: int = 9, sizes=MIXED_SIZES, binary: bool = True) -> list[tuple[int, int]]:
+    """sparse/0 with one PINHOLE camera per size (image i uses camera i % len(sizes) + 1,
+    `mixed_intrinsics`), images of their camera's size; returns each image's (w, h) in name order."""
+    c2w = np.stack([look_at_opencv(eye) for eye in ring_eyes(n)])
+    cameras = {j + 1: ColmapCamera(j + 1, "PINHOLE", w, h, np.array(mixed_intrinsics(w, h)))
+               for j, (w, h) in enumerate(sizes)}
+    images, image_sizes = {}, []
+    for i, pose in enumerate(c2w):
+        cam = i % len(sizes) + 1
+        w2c_rot = pose[:3, :3].T
+        images[i + 1] = ColmapImage(i + 1, matrix_to_quaternion(w2c_rot), -w2c_rot @ pose[:3, 3], cam,
+                                    f"{i:03d}.png", np.zeros((0, 2)), np.zeros(0, dtype=np.int64))
+        write_image(root / "images" / f"{i:03d}.png", *sizes[cam - 1], seed=i)
+        image_sizes.append(sizes[cam - 1])
+    write_model(ColmapModel(cameras, images, {}), root / "sparse" / "0", binary=binary)
+    return image_sizes
+
+
+def write_transforms_sizes(root: Path, n: int = 9, sizes=MIXED_SIZES) -> list[tuple[int, int]]:
+    """transforms.json whose frames carry their own w, h, fl_x, fl_y, cx, cy (`mixed_intrinsics`;
+    frame i has sizes[i % len(sizes)]); returns each frame's (w, h)."""
+    root.mkdir(parents=True, exist_ok=True)
+    frames, frame_sizes = [], []
+    for i, eye in enumerate(ring_eyes(n)):
+        w, h = sizes[i % len(sizes)]
+        fx, fy, cx, cy = mixed_intrinsics(w, h)
+        write_image(root / "images" / f"{i:03d}.png", w, h, seed=i)
+        frames.append({"file_path": f"images/{i:03d}.png", "transform_matrix": look_at_opengl(eye).tolist(),
+                       "w": w, "h": h, "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy})
+        frame_sizes.append((w, h))
+    (root / "transforms.json").write_text(json.dumps({"frames": frames}))
+    return frame_sizes

@@ -95,11 +95,14 @@ def test_missing_image_folder(tmp_path):
         load_scene(tmp_path)
 
 
-def test_images_of_mixed_sizes(tmp_path):
+def test_images_of_mixed_sizes_where_one_size_is_required(tmp_path):
+    from nerf.datasets.images import read_images
+
     write_blender(tmp_path, size=(8, 6))
     write_image(tmp_path / "val" / "r_1.png", 10, 6, channels=4)
+    files = [tmp_path / "val" / "r_0.png", tmp_path / "val" / "r_1.png"]
     with pytest.raises(SceneError) as info:
-        load_scene(tmp_path)
+        read_images(files, ["transforms_val.json frame 0", "transforms_val.json frame 1"], size=(4, 3))
     message = str(info.value)
     assert "r_1.png is 10x6" in message and "is 8x6" in message and "transforms_val.json frame 1" in message
 

@@ -37,7 +37,7 @@ def _benchmark(argv) -> None:
     wall = time.perf_counter() - start
     metrics = trainer.evaluate("test", max_views=cfg.data.eval_views)
     record = {
-        "config": ns.config, "scene": str(scene.source), "resolution": f"{scene.width}x{scene.height}",
+        "config": ns.config, "scene": str(scene.source), "resolution": scene.size_text,
         "steps": trainer.step, "train_seconds": round(trainer.elapsed, 1), "wall_seconds": round(wall, 1),
         "test_views": metrics["views"], "psnr": round(metrics["psnr"], 2),
         "ssim": round(metrics["ssim"], 4), "device": str(trainer.device),

@@ -181,7 +181,7 @@ def train_lego(args) -> None:
     trainer.fit()
     metrics = trainer.evaluate("test", max_views=2 if args.small else 0)
     backend = trainer.field.encoding.resolve_backend(trainer.device)
-    print(f"lego {scene.width}x{scene.height} on {trainer.device} (hash grid backend {backend})")
+    print(f"lego {scene.size_text} on {trainer.device} (hash grid backend {backend})")
     print(f"steps {trainer.step}  seconds {trainer.elapsed:.1f}  test PSNR {metrics['psnr']:.2f} dB "
           f"over {metrics['views']} views  SSIM {metrics['ssim']:.4f}")
 

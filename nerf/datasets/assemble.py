@@ -1,5 +1,9 @@
 """Steps shared by the readers: JSON files, split rules, split selection, building the Scene.
 
+Sizes are per image throughout (`sizes [C, 2]` (width, height) as loaded): images of different
+sizes arrive zero-padded in one tensor (nerf/datasets/images.py), and `make_scene` gives each
+camera its own size and masks the padding out of training.
+
 Readers normalise with *all* poses of a file (so a scene loaded with splits=("test",) lives in
 the same frame as one loaded with every split), then read only the images of the requested
 splits; `select_splits` gives the frames to read and the splits re-indexed into them.
@@ -71,7 +75,7 @@ def select_splits(
 
 def make_scene(
     *,
-    images: Tensor,  # [C, H, W, 3|4] uint8
+    images: Tensor,  # [C, H, W, 3|4] uint8, image i in [i, :h_i, :w_i]
     c2w: np.ndarray,  # [C, 4, 4] rigid OpenCV poses, original frame
     intrinsics: np.ndarray,  # [C, 4] fx, fy, cx, cy for the images as loaded
     normalization: Normalization,
@@ -79,6 +83,7 @@ def make_scene(
     distortion: np.ndarray | None = None,  # [C, 6] (k1, k2, k3, k4, p1, p2)
     model: str = "pinhole",
     background: Sequence[float] | None = None,
+    sizes: np.ndarray | None = None,  # [C, 2] (w_i, h_i) as loaded; None = every image [H, W]
     masks: Tensor | None = None,  # [C, H, W] bool
     image_paths: Sequence[Path] = (),
     source: Path | None = None,
@@ -90,11 +95,15 @@ def make_scene(
     """Check the intrinsics, normalise the cameras and bundle everything into a Scene.
 
     `labels` (one per camera, default its image path) and `intrinsic_fields` (the file's names
-    of fx, fy, cx, cy) name a bad camera in the error (see nerf.datasets.checks).
+    of fx, fy, cx, cy) name a bad camera in the error (see nerf.datasets.checks). When `sizes`
+    differ, `masks` (all True when None) is made False outside each image's own size.
     """
     h, w = images.shape[1:3]
+    sizes = np.tile([w, h], (len(c2w), 1)) if sizes is None else np.asarray(sizes, dtype=np.int64)
     labels = list(labels) or [str(p) for p in image_paths] or [f"camera {i}" for i in range(len(c2w))]
-    check_intrinsics(intrinsics, (w, h), labels, intrinsic_fields, distortion, distortion_field)
+    check_intrinsics(intrinsics, sizes, labels, intrinsic_fields, distortion, distortion_field)
+    if np.any(sizes != [w, h]):
+        masks = _without_padding(masks, sizes, (w, h))
     moved = apply_to_poses(normalization.transform, c2w)
     if distortion is not None and not np.any(distortion):
         distortion = None
@@ -104,7 +113,7 @@ def make_scene(
         torch.from_numpy(intrinsics[:, 1]).float(),
         torch.from_numpy(intrinsics[:, 2]).float(),
         torch.from_numpy(intrinsics[:, 3]).float(),
-        w, h,
+        torch.from_numpy(sizes[:, 0]), torch.from_numpy(sizes[:, 1]),
         distortion=None if distortion is None else torch.from_numpy(distortion).float(),
         model=model if distortion is not None or model == "fisheye" else "pinhole",
     )
@@ -129,24 +138,41 @@ def make_scene(
     )
 
 
+def _without_padding(
+    masks: Tensor | None,  # [C, H, W] bool, or None (every pixel used)
+    sizes: np.ndarray,  # [C, 2] (w_i, h_i)
+    canvas: tuple[int, int],  # (W, H)
+) -> Tensor:  # [C, H, W] bool, False outside [:h_i, :w_i]
+    """Masks that also exclude each image's zero padding."""
+    w, h = canvas
+    size = torch.from_numpy(sizes)
+    inside = (torch.arange(h)[None, :, None] < size[:, 1, None, None]) & (
+        torch.arange(w)[None, None, :] < size[:, 0, None, None])
+    return inside if masks is None else masks & inside
+
+
 def scale_intrinsics(
-    intrinsics: np.ndarray,  # [C, 4] fx, fy, cx, cy at `original` size
-    original: tuple[int, int],  # (width, height) the intrinsics refer to
-    actual: tuple[int, int],  # (width, height) of the images as loaded
-    where: str,
+    intrinsics: np.ndarray,  # [C, 4] fx, fy, cx, cy at each image's `original` size
+    original: np.ndarray,  # [C, 2] (width, height) the intrinsics refer to, or one (w, h) for all
+    actual: np.ndarray,  # [C, 2] (width, height) of the images as loaded, or one (w, h) for all
+    where: Sequence[str],  # C strings naming each image, e.g. its file
 ) -> np.ndarray:  # [C, 4]
-    """Intrinsics for images resized from `original` to `actual` (pixel centres at +0.5).
+    """Intrinsics for images resized from `original` to `actual` (pixel centres at +0.5), per image.
 
     The two axes may be rounded differently (e.g. 3024 / 8 = 378 but 4032 / 8 = 504), so each
     axis gets its own factor; a size whose aspect ratio differs by more than a pixel is an error.
     """
-    sx, sy = actual[0] / original[0], actual[1] / original[1]
-    if abs(original[1] * sx - actual[1]) > 1.0 or abs(original[0] * sy - actual[0]) > 1.0:
+    original = np.broadcast_to(np.asarray(original, dtype=np.float64), (len(intrinsics), 2))
+    actual = np.broadcast_to(np.asarray(actual, dtype=np.float64), (len(intrinsics), 2))
+    sx, sy = actual[:, 0] / original[:, 0], actual[:, 1] / original[:, 1]
+    bad = (np.abs(original[:, 1] * sx - actual[:, 1]) > 1.0) | (np.abs(original[:, 0] * sy - actual[:, 0]) > 1.0)
+    if bad.any():
+        i = int(np.argmax(bad))
         raise SceneError(
-            f"{where}: images are {actual[0]}x{actual[1]}, which is not a resized "
-            f"{original[0]}x{original[1]} (the size the intrinsics refer to)"
+            f"{where[i]}: the image is {actual[i, 0]:g}x{actual[i, 1]:g}, which is not a resized "
+            f"{original[i, 0]:g}x{original[i, 1]:g} (the size its intrinsics refer to)"
         )
-    return intrinsics * np.array([sx, sy, sx, sy])
+    return intrinsics * np.stack([sx, sy, sx, sy], axis=1)
 
 
 def frame_matrix(frame: dict, label: str, key: str = "transform_matrix") -> np.ndarray:  # [4, 4]

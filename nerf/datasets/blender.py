@@ -5,7 +5,8 @@ radians) and `frames` of `file_path` (relative, may start with "./" and may lack
 `transform_matrix` (camera-to-world, OpenGL axes: x right, y up, looking along -z).
 
 Intrinsics: fx = fy = 0.5 W / tan(0.5 camera_angle_x), cx = W / 2, cy = H / 2 with W, H the
-size of the images as loaded (pixel centres at +0.5). Normalisation: `blender_normalization`
+size of each image as loaded (pixel centres at +0.5); images may differ in size (each is read
+at its own size, divided by the downscale; see nerf/datasets/scene.py for the padding). Normalisation: `blender_normalization`
 (scale 1 / 1.5, aabb [-1, 1]^3, near 2 / 1.5, far 6 / 1.5, white background).
 
 Splits come from the three files. transforms_train.json is required; when transforms_val.json
@@ -24,7 +25,7 @@ from nerf.datasets.assemble import (
     SPLIT_NAMES, frame_file, frame_matrix, make_scene, read_json, select_splits,
 )
 from nerf.datasets.checks import check_poses
-from nerf.datasets.images import check_downscale, read_images
+from nerf.datasets.images import check_downscale, image_sizes, read_images, target_size
 from nerf.datasets.normalize import blender_normalization
 from nerf.datasets.scene import Scene
 from nerf.errors import SceneError
@@ -95,20 +96,23 @@ def read_blender(
 
     c2w = check_poses(opengl_to_opencv(np.stack(poses)), labels)
     keep, split_index = select_splits(all_splits, splits)
-    images = read_images([paths[k] for k in keep], [labels[k] for k in keep], downscale)
-    h, w = images.shape[1:3]
+    files, file_labels = [paths[k] for k in keep], [labels[k] for k in keep]
+    sizes = np.array([target_size(w, h, downscale) for w, h in image_sizes(files, file_labels)])
+    images = read_images(files, file_labels, sizes=[tuple(s) for s in sizes])
+    w, h = sizes[:, 0].astype(np.float64), sizes[:, 1].astype(np.float64)
     focal = 0.5 * w / np.tan(0.5 * np.asarray(angles)[keep])
-    intrinsics = np.stack([focal, focal, np.full_like(focal, w / 2), np.full_like(focal, h / 2)], axis=1)
+    intrinsics = np.stack([focal, focal, w / 2, h / 2], axis=1)
     return make_scene(
         images=images,
         c2w=c2w[keep],
         intrinsics=intrinsics,
         normalization=blender_normalization(),
         splits=split_index,
+        sizes=sizes,
         background=WHITE,
-        image_paths=[paths[k] for k in keep],
+        image_paths=files,
         source=root,
         format="blender",
-        labels=[labels[k] for k in keep],
+        labels=file_labels,
         intrinsic_fields=("camera_angle_x", "camera_angle_x", "cx (image centre)", "cy (image centre)"),
     )

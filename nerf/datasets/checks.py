@@ -10,11 +10,11 @@ is a SceneError naming the file, the frame and the field:
   downstream code can rely on exact rotations;
 - COLMAP quaternions (`check_quaternions`): finite and of norm 1 within ROTATION_TOL;
 - intrinsics (`check_intrinsics`, run by `make_scene` for every format): finite focal lengths
-  and principal points, focal lengths > 0, principal points within the image grown by
-  PRINCIPAL_POINT_MARGIN of its size on each side, finite distortion coefficients;
-- image sizes (`check_image_size`): a size a file declares (transforms.json `w`/`h`, a COLMAP
-  camera's width/height, LLFF's hwf) must be the size of the decoded images, up to the rounding
-  of a pre-downscaled folder.
+  and principal points, focal lengths > 0, principal points within the camera's own image grown
+  by PRINCIPAL_POINT_MARGIN of its size on each side, finite distortion coefficients;
+- image sizes (`check_image_size`, per image): the size a file declares for an image
+  (transforms.json `w`/`h`, its COLMAP camera's width/height, its LLFF hwf row) must be the size
+  of that image on disk, up to the rounding of a pre-downscaled folder.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def check_quaternions(
 
 def check_intrinsics(
     intrinsics: np.ndarray,  # [C, 4] fx, fy, cx, cy, pixels of the images as loaded
-    size: tuple[int, int],  # (width, height) of the images as loaded
+    sizes: np.ndarray,  # [C, 2] (width, height) of each image as loaded
     labels: Sequence[str],  # C strings naming each camera's origin
     fields: Sequence[str] = ("fx", "fy", "cx", "cy"),  # the file's names of the four values
     distortion: np.ndarray | None = None,  # [C, 6]
@@ -91,9 +91,9 @@ def check_intrinsics(
 ) -> None:
     """Refuse non-finite or non-positive focal lengths, far-off principal points, non-finite
     distortion; the message names the camera's label and the file's field name."""
-    w, h = size
     m = PRINCIPAL_POINT_MARGIN
     for c, (values, label) in enumerate(zip(np.asarray(intrinsics, dtype=np.float64), labels)):
+        w, h = (int(v) for v in sizes[c])
         for value, name in zip(values, fields):
             if not np.isfinite(value):
                 raise SceneError(f"{label}: '{name}' must be a finite number, got {value}")

@@ -9,9 +9,13 @@ RADIAL (f, cx, cy, k1, k2), OPENCV (fx, fy, cx, cy, k1, k2, p1, p2) and OPENCV_F
 cx, cy, k1, k2, k3, k4); any other model is a SceneError. COLMAP puts pixel centres at +0.5, as
 we do, so cx, cy are used unchanged. Fisheye cannot share a scene with the other models.
 
-Image folder for a downscale d: `images_d/` when present (read at its own size), otherwise
-`images/` area-resized to round(w / d) x round(h / d) of the camera's size. Intrinsics are
-scaled per axis by the loaded size over the camera's size.
+Each image has its camera's size (WIDTH, HEIGHT); cameras may differ in size (COLMAP's
+undistorter crops each image differently, portrait and landscape shots mix; see
+nerf/datasets/scene.py for how they share one tensor). Every image file is checked against its
+own camera's size. Image folder for a downscale d: `images_d/` when present (each file read at
+its own size, which must be its camera's size / d up to rounding), otherwise `images/`
+area-resized to round(w / d) x round(h / d) of each camera's size. Intrinsics are scaled per
+axis by each image's loaded size over its camera's size.
 
 Splits: test = every 8th image (i % 8 == 0), val = test, train = the rest. Normalisation: by the
 camera layout (`camera_layout`, see normalize.py): the forward-facing rule with depth bounds from
@@ -28,7 +32,7 @@ import numpy as np
 from nerf.datasets.assemble import SPLIT_NAMES, holdout_splits, make_scene, scale_intrinsics, select_splits
 from nerf.datasets.checks import check_image_size, check_poses, check_quaternions
 from nerf.datasets.colmap_io import ColmapCamera, ColmapModel, read_model
-from nerf.datasets.images import check_downscale, downscaled_folders, image_size, read_images, target_size
+from nerf.datasets.images import check_downscale, downscaled_folders, image_sizes, read_images, target_size
 from nerf.datasets.normalize import (
     Normalization, camera_layout, forward_facing_normalization, object_normalization,
 )
@@ -128,10 +132,8 @@ def read_colmap(
     if "fisheye" in models and len(models) > 1:
         raise SceneError(f"{cameras_file}: fisheye and perspective cameras cannot share one scene")
     cam_model = "fisheye" if "fisheye" in models else ("opencv" if "opencv" in models else "pinhole")
-    sizes = {(model.cameras[im.camera_id].width, model.cameras[im.camera_id].height) for im in records}
-    if len(sizes) > 1:
-        raise SceneError(f"{cameras_file}: cameras have different image sizes {sorted(sizes)}")
-    size = sizes.pop()
+    cam_sizes = np.array([(model.cameras[im.camera_id].width, model.cameras[im.camera_id].height)
+                          for im in records], dtype=np.int64)  # [N, 2] (w, h) per image
 
     folders = downscaled_folders(root, "images")
     d_folder = folders.get(int(downscale)) if downscale == int(downscale) and downscale > 1 else None
@@ -140,13 +142,17 @@ def read_colmap(
     use = d_folder if d_folder is not None else folders[1]
     keep, split_index = select_splits(holdout_splits(len(records)), splits)
     files = [use / records[i].name for i in keep]
+    file_labels = [labels[i] for i in keep]
+    factor = downscale if d_folder is not None else 1
+    on_disk = image_sizes(files, file_labels)
+    for i, path, disk in zip(keep, files, on_disk):
+        check_image_size(tuple(cam_sizes[i]), disk, factor,
+                         f"{cameras_file} camera {records[i].camera_id} WIDTH, HEIGHT", str(path))
     # a pre-downscaled folder is read as it is (its rounding may differ); images/ is resized
-    size_wanted = None if d_folder is not None else target_size(*size, downscale)
-    check_image_size(size, image_size(files[0], labels[keep[0]]), downscale if d_folder is not None else 1,
-                     f"{cameras_file} camera {records[keep[0]].camera_id} WIDTH, HEIGHT", str(files[0]))
-    images = read_images(files, [labels[i] for i in keep], size=size_wanted)
-    loaded = (images.shape[2], images.shape[1])
-    intrinsics = scale_intrinsics(np.stack([parsed[i][0] for i in keep]), size, loaded, str(use))
+    sizes = np.array(on_disk if d_folder is not None else [target_size(*cam_sizes[i], downscale) for i in keep])
+    images = read_images(files, file_labels, sizes=[tuple(s) for s in sizes])
+    intrinsics = scale_intrinsics(np.stack([parsed[i][0] for i in keep]), cam_sizes[keep], sizes,
+                                  [str(f) for f in files])
     return make_scene(
         images=images,
         c2w=c2w[keep],
@@ -155,6 +161,7 @@ def read_colmap(
         splits=split_index,
         distortion=np.stack([parsed[i][1] for i in keep]),
         model=cam_model,
+        sizes=sizes,
         image_paths=files,
         source=root,
         format="colmap",

@@ -2,15 +2,17 @@
 
 `poses_bounds.npy` is float [N, 17]: per image a 3x5 matrix (row-major) then (near, far).
 The 3x5 matrix is [R | t | hwf]: camera-to-world rotation columns in LLFF's order
-[down, right, backwards], the camera centre t, and the full-resolution (H, W, focal).
+[down, right, backwards], the camera centre t, and the image's full-resolution (H, W, focal);
+images may differ in size (each row is its own image's; see nerf/datasets/scene.py).
 Bounds are camera-z depths of the scene's points (LLFF takes the 0.1 / 99.9 percentiles).
 
 Images are the files of one folder sorted by name (LLFF's own order, that of `imgs2poses`).
 For a downscale d the folder `images_k/` with the largest k <= d is read (`images_d/` itself
 when present; `images/` counts as k = 1) and, when k < d, area-resized to round(W / d) x
 round(H / d): the fewest pixels to decode. There is no upsampling: a d below every folder
-present is a SceneError (fern ships images_4 and images_8 only, so it needs d >= 4).
-Intrinsics are focal and the image centre, scaled per axis by the loaded size over (W, H).
+present is a SceneError (fern ships images_4 and images_8 only, so it needs d >= 4). Each file's
+size is checked against its row's (H, W) / k. Intrinsics are focal and the image centre, scaled
+per axis by each image's loaded size over its (W, H).
 
 Splits: test = every 8th image (i % 8 == 0, the reference's llffhold = 8), val = test,
 train = the rest. Normalisation: `forward_facing_normalization` (see normalize.py).
@@ -26,7 +28,7 @@ import numpy as np
 from nerf.datasets.assemble import SPLIT_NAMES, holdout_splits, make_scene, scale_intrinsics, select_splits
 from nerf.datasets.checks import check_image_size, check_poses
 from nerf.datasets.images import (
-    check_downscale, downscaled_folders, image_size, list_images, read_images, target_size,
+    check_downscale, downscaled_folders, image_sizes, list_images, read_images, target_size,
 )
 from nerf.datasets.normalize import forward_facing_normalization
 from nerf.datasets.scene import Scene
@@ -66,11 +68,6 @@ def read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         near, far = bounds[i]
         if not (np.isfinite(near) and np.isfinite(far) and 0 < near < far):
             raise SceneError(f"{label}: bounds must satisfy 0 < near < far, got near {near}, far {far}")
-    if np.any(hwf[:, :2] != hwf[0, :2]):
-        bad = int(np.argmax(np.any(hwf[:, :2] != hwf[0, :2], axis=1)))
-        raise SceneError(
-            f"{labels[bad]}: image size {hwf[bad, :2].tolist()} differs from row 0's {hwf[0, :2].tolist()}"
-        )
     return c2w, hwf, bounds
 
 
@@ -105,7 +102,7 @@ def read_llff(
     root = Path(root)
     downscale = check_downscale(downscale)
     c2w, hwf, bounds = read_poses_bounds(root / FILE_NAME)
-    height, width = int(round(hwf[0, 0])), int(round(hwf[0, 1]))
+    full_sizes = np.round(hwf[:, [1, 0]]).astype(np.int64)  # [N, 2] (W, H) per image
     n = len(c2w)
 
     folder, k = _image_folder(root, downscale)
@@ -116,23 +113,24 @@ def read_llff(
         )
     keep, split_index = select_splits(holdout_splits(n), splits)
     labels = [f"{folder.name} image {i} (pose row {i})" for i in keep]
-    size = None if k == downscale else target_size(width, height, downscale)
-    check_image_size((width, height), image_size(files[keep[0]], labels[0]), k,
-                     f"{root / FILE_NAME} row {keep[0]} hwf", str(files[keep[0]]))
-    images = read_images([files[i] for i in keep], labels, size=size)
-    loaded = (images.shape[2], images.shape[1])
+    on_disk = image_sizes([files[i] for i in keep], labels)
+    for i, disk in zip(keep, on_disk):
+        check_image_size(tuple(full_sizes[i]), disk, k, f"{root / FILE_NAME} row {i} hwf", str(files[i]))
+    # folder images_d is read as it is; a folder of a smaller factor is resized to W / d x H / d
+    sizes = np.array(on_disk if k == downscale else [target_size(*full_sizes[i], downscale) for i in keep])
+    images = read_images([files[i] for i in keep], labels, sizes=[tuple(s) for s in sizes])
 
-    full = np.stack([hwf[:, 2], hwf[:, 2], np.full(n, width / 2), np.full(n, height / 2)], axis=1)
-    intrinsics = scale_intrinsics(full[keep], (width, height), loaded, str(folder))
-    norm = forward_facing_normalization(
-        c2w, bounds, np.concatenate([full, np.tile([width, height], (n, 1))], axis=1)
-    )
+    width, height = full_sizes[:, 0].astype(np.float64), full_sizes[:, 1].astype(np.float64)
+    full = np.stack([hwf[:, 2], hwf[:, 2], width / 2, height / 2], axis=1)
+    intrinsics = scale_intrinsics(full[keep], full_sizes[keep], sizes, [str(files[i]) for i in keep])
+    norm = forward_facing_normalization(c2w, bounds, np.concatenate([full, full_sizes], axis=1))
     return make_scene(
         images=images,
         c2w=c2w[keep],
         intrinsics=intrinsics,
         normalization=norm,
         splits=split_index,
+        sizes=sizes,
         image_paths=[files[i] for i in keep],
         source=root,
         format="llff",

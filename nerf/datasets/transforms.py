@@ -4,11 +4,15 @@ File: one `transforms.json` with `frames` of `file_path` (relative; ".png" added
 image extension) and `transform_matrix` (4x4 or 3x4 camera-to-world, OpenGL camera axes).
 Intrinsics are global or per frame (a frame's key wins): `fl_x`/`fl_y` (or `camera_angle_x`/
 `camera_angle_y`: f = 0.5 size / tan(0.5 angle); fl_y defaults to fl_x), `cx`/`cy` (default the
-image centre), `w`/`h` (default the first image's size), `k1 k2 k3 k4 p1 p2`, and `camera_model`
-(PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV -> "opencv"/"pinhole", OPENCV_FISHEYE ->
-"fisheye"; instant-ngp's `is_fisheye` also means fisheye). Without `camera_model`, non-zero
+image centre), `w`/`h` (default the size of the frame's image), `k1 k2 k3 k4 p1 p2`, and
+`camera_model` (PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV -> "opencv"/"pinhole",
+OPENCV_FISHEYE -> "fisheye"; instant-ngp's `is_fisheye` also means fisheye). Without `camera_model`, non-zero
 distortion means "opencv". An optional per-frame `mask_path` (bright = use the pixel) fills
 Scene.masks; frames without one use every pixel.
+
+Frames may differ in size (per-frame `w`/`h` with their own intrinsics, as nerfstudio and
+instant-ngp allow; see nerf/datasets/scene.py for how they share one tensor). Each declared size
+is checked against its own frame's image.
 
 Normalisation: a file with `aabb_scale`, `scale` or `offset` follows instant-ngp
 (`ngp_normalization`); any other file the generic object rule (`object_normalization`).
@@ -36,7 +40,9 @@ from nerf.datasets.assemble import (
 )
 from nerf.datasets.blender import opengl_to_opencv
 from nerf.datasets.checks import check_image_size, check_poses
-from nerf.datasets.images import check_downscale, image_size, read_images, read_masks, target_size
+from nerf.datasets.images import (
+    check_downscale, image_size, image_sizes, padded_canvas, read_images, read_masks, target_size,
+)
 from nerf.datasets.normalize import (
     NGP_DEFAULT_OFFSET, NGP_DEFAULT_SCALE, ngp_normalization, object_normalization,
 )
@@ -66,13 +72,14 @@ def _number(meta: dict, frame: dict, key: str, label: str) -> float | None:
 
 
 def _frame_camera(
-    meta: dict, frame: dict, label: str, first_image: Path
+    meta: dict, frame: dict, label: str, image: Path
 ) -> tuple[tuple[int, int], np.ndarray, np.ndarray, str, bool]:
-    """((w, h), [fx, fy, cx, cy], distortion [6], model, whether the file declares w and h)."""
+    """((w, h), [fx, fy, cx, cy], distortion [6], model, whether the file declares w and h);
+    without a declared size, the size of the frame's full-resolution `image`."""
     w, h = _number(meta, frame, "w", label), _number(meta, frame, "h", label)
     declared = w is not None and h is not None
     if not declared:
-        w, h = image_size(first_image, label)
+        w, h = image_size(image, label)
     fx = _number(meta, frame, "fl_x", label)
     if fx is None:
         angle = _number(meta, frame, "camera_angle_x", label)
@@ -193,31 +200,34 @@ def read_transforms(
 
     all_splits = _file_splits(meta, root, paths) or holdout_splits(len(frames))
     keep, split_index = select_splits(all_splits, splits)
-    cams = [_frame_camera(meta, frames[k], labels[k], paths[keep[0]]) for k in keep]
+    cams = [_frame_camera(meta, frames[k], labels[k], paths[k]) for k in keep]
     models = {c[3] for c in cams}
     if len(models - {"pinhole"}) > 1:
         raise SceneError(f"{json_path}: frames mix camera models {sorted(models)}; one scene needs one")
     model = (models - {"pinhole"} or {"pinhole"}).pop()
-    sizes = {size for size, *_ in cams}
-    if len(sizes) > 1:
-        raise SceneError(f"{json_path}: frames have different sizes (w, h) {sorted(sizes)}")
-    size = sizes.pop()
+    declared_sizes = np.array([c[0] for c in cams], dtype=np.int64)  # [K, 2] (w, h) per frame
+    sizes = np.array([target_size(*size, downscale) for size in declared_sizes], dtype=np.int64)
 
-    out_size = target_size(*size, downscale)
     load_paths = [_downscaled(root, paths[k], downscale) for k in keep]
-    if any(c[4] for c in cams):
-        check_image_size(size, image_size(load_paths[0], labels[keep[0]]),
-                         1 if load_paths[0] == paths[keep[0]] else downscale,
-                         f"{json_path} 'w', 'h'", str(load_paths[0]))
-    images = read_images(load_paths, [labels[k] for k in keep], size=out_size)
-    intrinsics = scale_intrinsics(np.stack([c[1] for c in cams]), size, out_size, str(json_path))
+    file_labels = [labels[k] for k in keep]
+    on_disk = image_sizes(load_paths, file_labels) if any(c[4] for c in cams) else []
+    for j, k in enumerate(keep):
+        if cams[j][4]:
+            field = f"frame {order[k]} 'w', 'h'" if "w" in frames[k] or "h" in frames[k] else "'w', 'h'"
+            check_image_size(tuple(declared_sizes[j]), on_disk[j], 1 if load_paths[j] == paths[k] else downscale,
+                             f"{json_path} {field}", str(load_paths[j]))
+    images = read_images(load_paths, file_labels, sizes=[tuple(s) for s in sizes])
+    intrinsics = scale_intrinsics(np.stack([c[1] for c in cams]), declared_sizes, sizes,
+                                  [f"{json_path} {lab}" for lab in file_labels])
 
     masks = None
     if any("mask_path" in frames[k] for k in keep):
         with_mask = [i for i, k in enumerate(keep) if "mask_path" in frames[k]]
         mask_files = [root / str(frames[keep[i]]["mask_path"]) for i in with_mask]
-        read = read_masks(mask_files, [f"{labels[keep[i]]} mask" for i in with_mask], out_size)
-        masks = np.ones((len(keep), out_size[1], out_size[0]), dtype=bool)
+        canvas = padded_canvas([tuple(s) for s in sizes])
+        read = read_masks(mask_files, [f"{labels[keep[i]]} mask" for i in with_mask],
+                          [tuple(sizes[i]) for i in with_mask], canvas)
+        masks = np.ones((len(keep), canvas[1], canvas[0]), dtype=bool)
         masks[with_mask] = read.numpy()
         masks = torch.from_numpy(masks)
 
@@ -229,6 +239,7 @@ def read_transforms(
         splits=split_index,
         distortion=np.stack([c[2] for c in cams]),
         model=model,
+        sizes=sizes,
         masks=masks,
         image_paths=load_paths,
         source=root,

@@ -119,7 +119,7 @@ def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool 
                 print(f"round {round_ + 1}/{settings.repeats} {name}: {samples / 1e3:.0f}k samples, "
                       f"train {rows[name]['train'][-1] / 1e6:.3f} M samples/s, "
                       f"render {rows[name]['render'][-1] / 1e3:.1f} k rays/s")
-    result = {"scene": str(scene.source), "resolution": f"{scene.width}x{scene.height}",
+    result = {"scene": str(scene.source), "resolution": scene.size_text,
               "device": str(warm.device), "start": settings.run or f"{settings.warmup_steps} warm-up steps",
               "start_step": int(state["step"]), "steps": settings.steps,
               "views": len(views), "repeats": settings.repeats,

@@ -33,6 +33,19 @@ SURFACE_RAYS = 8192  # training rays rendered to measure the surface density
 SURFACE_OPACITY = 0.99  # rays counted: those ending on matter
 
 
+def random_pixels(
+    cameras,  # nerf.cameras.Cameras, on the CPU
+    count: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # views, cols, rows: [count] int64 each
+    """`count` pixels: a uniform view, then a uniform pixel within that view's own size (the
+    views may differ in size)."""
+    views = torch.randint(len(cameras), (count,), generator=gen)
+    cols = (torch.rand(count, generator=gen) * cameras.width[views]).long()
+    rows = (torch.rand(count, generator=gen) * cameras.height[views]).long()
+    return views, cols, rows
+
+
 @torch.no_grad()
 def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int = 0) -> float:
     """The density where the renders put the surface: what iso_level "auto" means for a run.
@@ -53,13 +66,11 @@ def rendered_surface_level(run: TrainedRun, rays: int = SURFACE_RAYS, seed: int 
     Returns:
         the iso level, in the normalised frame's density units.
     """
-    scene, renderer = run.scene, run.renderer
+    renderer = run.renderer
     dev = renderer.aabb.device
-    cams = training_cameras(run).to(dev)
-    gen = torch.Generator().manual_seed(seed)
-    views = torch.randint(len(cams), (rays,), generator=gen)
-    cols = torch.randint(scene.width, (rays,), generator=gen)
-    rows = torch.randint(scene.height, (rays,), generator=gen)
+    cams = training_cameras(run)
+    views, cols, rows = random_pixels(cams, rays, torch.Generator().manual_seed(seed))
+    cams = cams.to(dev)
     origins, directions = cams.pixel_rays(views.to(dev), cols.to(dev), rows.to(dev))
     field_ = renderer.field
     points, chunk = [], run.cfg.train.render_chunk

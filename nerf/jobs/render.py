@@ -129,8 +129,9 @@ def camera_path(run: TrainedRun, cfg: RenderConfig) -> PathToRender:
     """The cameras of the requested path, in the normalised frame, and the frame rate."""
     scene = run.scene
     train = scene.cameras[scene.splits["train"]]
-    width = cfg.width or scene.width
-    height = cfg.height or scene.height
+    # the first training camera's size (every image's when the sizes agree)
+    width = cfg.width or int(train.width[0])
+    height = cfg.height or int(train.height[0])
     if cfg.path.endswith(".json"):
         plan = nerfstudio_path(run, cfg)
         check_path_cameras(plan.cameras, cfg.path)
@@ -223,8 +224,10 @@ def training_pairs(run: TrainedRun, scale: int, progress: bool = True) -> tuple[
         targets = [photos.image_float(int(i), bg.cpu()) for i in photos.splits["train"]]  # same order
     else:
         low = scene.cameras.scaled(1.0 / scale).to(dev)
-        h, w = scene.height - scene.height % scale, scene.width - scene.width % scale
-        targets = [scene.image_float(i, bg.cpu())[:h, :w] for i in ids]
+        targets = []
+        for i in ids:  # each photo at its own size, cut to a multiple of the scale
+            w, h = scene.image_size(i)
+            targets.append(scene.image_float(i, bg.cpu())[:h - h % scale, :w - w % scale])
     lr_imgs, hr_imgs = [], []
     if len(targets) != len(ids):
         raise ExportError(f"{run.cfg.data.data}: {len(targets)} training photos for {len(ids)} cameras")

@@ -130,6 +130,9 @@ def render_test_inputs(run: TrainedRun, cfg: SRBenchConfig) -> tuple[list[Tensor
         (renders [h, w, 3] each, photos [scale*h, scale*w, 3] each), on the CPU.
     """
     scene, data = run.scene, run.cfg.data
+    if scene.sizes_differ:  # one scale factor from the run's images to the photos
+        raise SceneError(f"{data.data}: the SR benchmark needs images of one size; this scene's images "
+                         f"have different sizes ({scene.size_text})")
     photos = load_scene(data.data, format=data.format, downscale=1, splits=("test",))
     ids, photo_ids = scene.splits.get("test"), photos.splits.get("test")
     if ids is None or len(ids) == 0 or photo_ids is None or len(photo_ids) != len(ids):

@@ -1,7 +1,8 @@
 """The training loop: ray batches, loss, optimiser, schedule, evaluation, checkpoints, resume.
 
 One step draws `n_rays` random pixels across all training images (a dynamic count that keeps
-the number of samples near `target_samples`, like instant-ngp), renders them, and takes an Adam
+the number of samples near `target_samples`, like instant-ngp; pixels the scene masks out, the
+padding of images smaller than the largest included, are dropped), renders them, and takes an Adam
 step on an MSE or Huber loss. RGBA scenes are composited on a random background per ray so the
 field cannot bake the background into its colours. All randomness flows from one generator,
 so CPU runs with a fixed seed are deterministic and a resumed run continues the same curve.

@@ -49,8 +49,9 @@ class PathEditor:
             self.fps = gui.add_number("FPS", 30.0, min=1.0, max=240.0, step=1.0)
             self.seconds = gui.add_number("Seconds", 4.0, min=0.1, max=3600.0, step=0.1)
             self.fov = gui.add_slider("FOV (deg)", min=5.0, max=150.0, step=1.0, initial_value=round(fov))
-            self.width = gui.add_number("Width", int(scene.width), min=8, max=8192, step=1)
-            self.height = gui.add_number("Height", int(scene.height), min=8, max=8192, step=1)
+            width, height = scene.image_size(viewer.train_ids[0])  # the camera the FOV comes from
+            self.width = gui.add_number("Width", width, min=8, max=8192, step=1)
+            self.height = gui.add_number("Height", height, min=8, max=8192, step=1)
             self.preview = gui.add_slider("Preview frame", min=0, max=1, step=1, initial_value=0, disabled=True)
             self.play = gui.add_button("Play preview", disabled=True)
             self.file = gui.add_text("File", "camera_path.json")
