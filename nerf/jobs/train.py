@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from nerf import distributed
 from nerf.allocator import tune_malloc
 from nerf.config import Config, RenderConfig
+from nerf.datasets.normalize import camera_layout
 from nerf.export.mesh import MeshConfig
 from nerf.export.nerfstudio import write_dataparser_transforms
 from nerf.jobs.mesh import MeshJobConfig, export_mesh
@@ -92,7 +94,8 @@ def _export_configs(cfg: Config) -> tuple[RenderConfig | None, MeshJobConfig | N
 
 
 def _finish(cfg: Config, trainer: Trainer, scene, d, quiet: bool, start: float, exports) -> dict | None:
-    """Rank 0: test metrics, the orbit video and the mesh of the trained run."""
+    """Rank 0: test metrics, the video (an orbit, or LLFF's spiral for a forward-facing layout)
+    and the mesh of the trained run."""
     run_dir = trainer.run_dir
     rcfg, mcfg = exports
     if not d.is_main:
@@ -102,6 +105,9 @@ def _finish(cfg: Config, trainer: Trainer, scene, d, quiet: bool, start: float, 
     run = TrainedRun(cfg, scene, trainer.renderer.eval(), trainer.step, run_dir)
     outputs = {}
     if rcfg is not None:
+        train_c2w = scene.cameras.c2w[scene.splits["train"]].double().numpy()
+        if camera_layout(train_c2w) == "forward":  # an orbit would swing behind a forward-facing rig
+            rcfg = replace(rcfg, path="spiral")
         outputs.update(render_path(run, rcfg, run_dir / "renders", progress=not quiet))
     if mcfg is not None:
         path, stats, seconds = export_mesh(run, mcfg, progress=not quiet)

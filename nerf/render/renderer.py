@@ -23,8 +23,10 @@ from nerf.sampling.occupancy import OccupancyGrid
 from nerf.sampling.stratified import ray_aabb_intersect
 
 
-# The inference path evaluates colour only for samples whose compositing weight exceeds this.
-COLOR_WEIGHT_THRESHOLD = 1e-4
+# The inference path evaluates colour only for samples whose compositing weight exceeds this; the
+# others take their ray's mean evaluated colour (docs/DESIGN.md: on fox 1e-4 -> 3e-3 renders 17%
+# faster for -0.02 dB).
+COLOR_WEIGHT_THRESHOLD = 3e-3
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Renderer(nn.Module):
             center = (aabb[0] + aabb[1]) / 2
             self.grid = OccupancyGrid(center + (aabb - center) * cfg.grid_scale, cfg.grid_resolution)
         self.step = ngp_step_size(cfg.march_steps)
+        self.color_threshold = COLOR_WEIGHT_THRESHOLD
 
     def render_rays(
         self,
@@ -118,9 +121,9 @@ class Renderer(nn.Module):
         """The no-gradient path of an `OccupancyField`: densities and geometry features while
         marching (with the early stop), weights composited from the densities, then colour only
         for samples of weight above COLOR_WEIGHT_THRESHOLD, from each ray's direction encoded
-        once. A skipped sample counts as empty (its weight goes to what lies behind the ray);
-        its weight is below the threshold, so each skipped sample changes a pixel by less than
-        1e-4 (on lego the images match the one-pass path's to 81.8 dB PSNR, docs/DESIGN.md)."""
+        once. A skipped sample takes its ray's weighted mean evaluated colour and depth (the
+        evaluated sums are scaled to the ray's whole opacity), so a pixel moves by at most the
+        skipped weight and in practice far less (docs/DESIGN.md)."""
         field = self.field
 
         def sigma_fn(t_starts, t_ends, ray_ids):
@@ -139,7 +142,7 @@ class Renderer(nn.Module):
             samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, sigmas.new_zeros(len(samples), 3),
             n, None, backend=self.cfg.composite_backend,
         ).weights
-        index = torch.nonzero(weights > COLOR_WEIGHT_THRESHOLD).squeeze(1)
+        index = torch.nonzero(weights > self.color_threshold).squeeze(1)
         rays = samples.ray_indices.index_select(0, index)
         w = weights.index_select(0, index)
         rgbs = field.color(geometry.index_select(0, index), field.encode_directions(directions).index_select(0, rays))
@@ -147,6 +150,11 @@ class Renderer(nn.Module):
         rgb = w.new_zeros(n, 3).index_add_(0, rays, w[:, None] * rgbs)
         opacity = w.new_zeros(n).index_add_(0, rays, w)
         depth = w.new_zeros(n).index_add_(0, rays, w * mid)
+        # skipped samples take their ray's mean evaluated colour and depth: each ray's evaluated
+        # sums are scaled up to its whole opacity (a ray with none evaluated stays empty)
+        total = weights.new_zeros(n).index_add_(0, samples.ray_indices, weights)
+        scale = torch.where(opacity > 0, total / opacity.clamp_min(1e-12), torch.zeros_like(total))
+        rgb, opacity, depth = rgb * scale[:, None], opacity * scale, depth * scale
         if background is not None:
             rgb = rgb + (1.0 - opacity)[:, None] * background
         return RayResult(rgb, opacity, _normalised_depth(depth, opacity), len(samples))
