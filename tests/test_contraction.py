@@ -82,3 +82,36 @@ def test_grid_scale_widens_the_occupancy_grid_by_cascades():
     assert wide.cascades == plain.cascades + 2
     assert torch.allclose(wide.aabb, aabb * 4)
     assert wide.base_half == plain.base_half
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_sampler_finds_a_known_density_far_outside_the_content_box(backend):
+    """A ball of known density 6 units out (in the 3rd cascade of a 16-unit grid): after the grid
+    has seen it, cone-stepped rays toward it sample only around the ball, rays beside it get no
+    samples, and the composited opacity and depth are the ball's."""
+    from nerf.render.composite import composite
+    from nerf.sampling.march import march
+    from nerf.sampling.occupancy import OccupancyGrid
+
+    center, radius, density = torch.tensor([6.0, 0.0, 0.0]), 0.5, 40.0
+
+    def sigma(x):  # [P, 3] -> [P]
+        return torch.where((x - center).norm(dim=-1) < radius, density, 0.0)
+
+    grid = OccupancyGrid(torch.tensor([[-8.0] * 3, [8.0] * 3]), resolution=32)
+    step = 2 * 3**0.5 / 256
+    grid.update(lambda x: sigma(x) * step, warmup=True, generator=torch.Generator().manual_seed(0))
+    origins = torch.zeros(3, 3)
+    directions = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.02, 0.0], [0.0, 1.0, 0.0]])
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    s = march(grid, origins, directions, step, cone_angle=0.004, backend=backend)
+    cell = 2 * 8.0 / 32  # the coarsest cascade's cell, the grid's resolution out there
+    t_mid = 0.5 * (s.t_starts + s.t_ends)
+    hit = s.ray_indices < 2
+    assert int(hit.sum()) > 10 and not bool((s.ray_indices == 2).any())  # the side ray is empty
+    assert bool((t_mid[hit] > 6.0 - radius - cell).all()) and bool((t_mid[hit] < 6.0 + radius + cell).all())
+    positions = origins[s.ray_indices] + directions[s.ray_indices] * t_mid[:, None]
+    out = composite(s.t_starts, s.t_ends, s.ray_indices, sigma(positions), torch.ones(len(s), 3), s.n_rays)
+    assert float(out.opacity[0]) > 0.999 and float(out.opacity[2]) == 0.0
+    depth = float(out.depth[0] / out.opacity[0])
+    assert abs(depth - (6.0 - radius)) < 0.05  # the ball's near surface along the axis
