@@ -61,7 +61,7 @@ def test_corrected_rays_are_the_rays_of_the_refined_poses():
     origins, directions = rays.pixel_rays(image, cols, rows)
     o, d = poses(image, origins, directions)  # zero correction: the given rays
     torch.testing.assert_close(o, origins, rtol=0.0, atol=0.0)
-    torch.testing.assert_close(d, directions, rtol=0.0, atol=1e-7)
+    torch.testing.assert_close(d, directions, rtol=0.0, atol=1e-6)  # R R^T in float32
     with torch.no_grad():
         poses.delta.copy_(torch.tensor([[0.02, -0.01, 0.03, 0.1, -0.05, 0.2],
                                         [-0.3, 0.2, 0.1, 0.0, 0.3, -0.1],
