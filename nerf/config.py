@@ -202,6 +202,8 @@ class TrainConfig:
     checkpoint_every: int = option(1000, at_least=1)  # steps between checkpoints
     keep_checkpoints: int = option(3, at_least=1)  # newest checkpoints kept
     render_chunk: int = option(65536, at_least=1)  # rays per chunk when rendering full images
+    pose_refine: bool = False  # learn a rigid correction of each training camera's pose (for imperfect poses, e.g. COLMAP's)
+    pose_lr: float = option(5e-4, above=0.0)  # Adam learning rate of the pose corrections (same warm-up and decay as lr)
 
 
 @dataclass(frozen=True)

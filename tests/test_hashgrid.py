@@ -184,7 +184,7 @@ def test_hashgrid_module_contract():
     out = grid(x)
     assert out.shape == (33, 8) and out.dtype == torch.float32
     out.sum().backward()
-    assert x.grad is None and grid.params.grad is not None
+    assert x.grad is not None and grid.params.grad is not None  # positions get theirs (pose refinement)
     # Positions outside the unit cube are clamped onto it.
     outside = torch.tensor([[-0.5, 0.3, 1.5]])
     torch.testing.assert_close(grid(outside), grid(outside.clamp(0.0, 1.0)), rtol=0.0, atol=0.0)
@@ -284,3 +284,61 @@ def test_auto_picks_numba_on_a_cpu():
     assert HashGrid(n_levels=2, log2_table_size=8).resolve_backend(torch.device("cpu")) == "numba"
     float64 = HashGrid(n_levels=2, log2_table_size=8).double()  # the kernels are float32-only
     assert float64.resolve_backend(torch.device("cpu")) == "torch"
+
+
+# The positions' gradient (camera pose refinement): float64 central differences of the torch
+# backend agree to ~1e-8 of gradients of O(100) (the blend is linear inside a cell); numba
+# against torch in float32: sums of 8 corners x L levels of O(100) terms.
+POSITION_FD_TOL = dict(rtol=1e-6, atol=1e-6)
+POSITION_NUMBA_TOL = dict(rtol=1e-4, atol=1e-3)
+
+
+def test_position_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    grid = HashGrid(n_levels=4, n_features=2, log2_table_size=8, base_resolution=4, max_resolution=32,
+                    backend="torch").double()
+    assert any(grid.levels.hashed) and not all(grid.levels.hashed)
+    with torch.no_grad():
+        grid.params.uniform_(-1.0, 1.0)
+    x = (0.05 + 0.9 * torch.rand(50, 3, dtype=torch.float64)).requires_grad_()
+    out = grid(x)
+    v = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * v).sum(), x)
+    eps, fd = 1e-7, torch.zeros_like(grad)
+    for axis in range(3):
+        step = torch.zeros_like(x)
+        step[:, axis] = eps
+        with torch.no_grad():
+            fd[:, axis] = ((grid(x + step) - grid(x - step)) * v).sum(1) / (2 * eps)
+    torch.testing.assert_close(grad, fd, **POSITION_FD_TOL)
+    assert grad.abs().max() > 1.0  # a real gradient, not zeros matching zeros
+
+
+def test_position_gradient_leaves_the_table_gradient_and_stops_at_the_clamp():
+    torch.manual_seed(1)
+    grid = HashGrid(n_levels=3, n_features=2, log2_table_size=8, base_resolution=4, max_resolution=32, backend="torch")
+    with torch.no_grad():
+        grid.params.uniform_(-1.0, 1.0)
+    x = torch.rand(40, 3)
+    x[0] = torch.tensor([-0.2, 0.5, 0.5])
+    x[1] = torch.tensor([0.5, 1.3, float("nan")])
+    v = torch.randn(40, grid.out_dim)
+    (table_grad,) = torch.autograd.grad((grid(x) * v).sum(), grid.params)
+    xg = x.clone().requires_grad_()
+    pos_grad, table_grad_with = torch.autograd.grad((grid(xg) * v).sum(), (xg, grid.params))
+    torch.testing.assert_close(table_grad_with, table_grad, rtol=0.0, atol=0.0)
+    assert pos_grad[0, 0] == 0 and pos_grad[1, 1] == 0 and pos_grad[1, 2] == 0  # clamped or NaN: constant
+    assert pos_grad[0, 1] != 0 and pos_grad[1, 0] != 0 and torch.isfinite(pos_grad).all()
+
+
+@pytest.mark.skipif("numba" not in available_hashgrid_backends(), reason="numba does not import here")
+@pytest.mark.parametrize("n_features", [1, 2, 4])
+def test_numba_position_gradient_matches_torch(n_features):
+    from nerf.encodings.hashgrid import _encode_position_grad_torch
+    from nerf.encodings.hashgrid_numba import encode_position_grad
+
+    levels, table, x = _random_case(n_features)
+    v = torch.randn(x.shape[0], levels.n_levels * n_features)
+    ref = _encode_position_grad_torch(x, table, v, levels)
+    torch.testing.assert_close(encode_position_grad(x, table, v, levels), ref, **POSITION_NUMBA_TOL)
+    assert encode_position_grad(x[:0], table, v[:0], levels).shape == (0, 3)

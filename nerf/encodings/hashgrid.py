@@ -9,9 +9,14 @@ of the cell around x trilinearly, and the L results are concatenated:
 with p = x * s_l + 0.5. The level geometry, the 0.5 offset, the dense/hashed indexing and the
 flat table layout follow tiny-cuda-nn exactly (see `nerf.encodings.hashgrid_levels`), so a
 parameter vector trained with one backend evaluates identically with the others. Positions are
-clamped to [0, 1] (NaN maps to 0, so no index can leave the table) and receive no gradient: a
-NeRF trains only the table, and the encoding is a constant function of the positions for
-autograd.
+clamped to [0, 1] (NaN maps to 0, so no index can leave the table). The backends' kernels give
+the table its gradient and the positions none (a NeRF trains only the table); when the positions
+require a gradient (camera pose refinement moves the rays), `HashGrid` adds the derivative of the
+trilinear blend, one function for every backend (`encode_position_grad`, numba on a CPU):
+
+    d out[n, l*F+f] / d x_a = s_l * sum over corners c of (d w_c / d frac_a) * table[.., f]
+
+zero where x_a was clamped (outside [0, 1]), and piecewise constant in x like the blend itself.
 
 Backends, same signature `hash_encode(positions, table, levels) -> [N, L*F]`:
     "torch"  this module (the specification; runs anywhere, the CPU training path)
@@ -196,6 +201,70 @@ def _encode_table_grad(
     return v_table
 
 
+def _encode_position_grad_torch(
+    positions: Tensor,  # [N, 3] in [0, 1]
+    table: Tensor,  # [E, F]
+    v_out: Tensor,  # [N, L*F]
+    levels: HashGridLevels,
+) -> Tensor:  # [N, 3], table's dtype
+    """The torch specification of `encode_position_grad` (chunked like the forward)."""
+    n, f = positions.shape[0], levels.n_features
+    v_pos = torch.zeros(n, 3, dtype=table.dtype, device=table.device)
+    v_levels = v_out.to(table.dtype).view(n, levels.n_levels, f)
+    chunk = min(CHUNK_POINTS, max(n, 1))
+    corners = _LevelCorners(chunk, table.dtype, table.device)
+    xt = positions.to(table.dtype).t().contiguous()
+    sign = torch.tensor([-1.0, 1.0], dtype=table.dtype, device=table.device)  # d(1 - frac), d frac
+    for level in range(levels.n_levels):
+        multipliers = _multipliers(levels, level, table.device)
+        level_rows = _level_rows(table, levels, level)
+        for start, end in _chunks(n):
+            c = end - start
+            index, _ = corners.compute(xt[:, start:end], level, levels, multipliers)
+            w = corners.axis_weights[: 6 * c].view(3, 2, c)  # per-axis weights (1 - frac, frac)
+            values = level_rows.index_select(0, index).view(2, 2, 2, c, f)  # corners (x, y, z)
+            g = (values * v_levels[start:end, level]).sum(-1)  # [2, 2, 2, C]: v_out . table row
+            dx = sign[:, None, None, None] * w[1, None, :, None] * w[2, None, None, :]
+            dy = w[0, :, None, None] * sign[None, :, None, None] * w[2, None, None, :]
+            dz = w[0, :, None, None] * w[1, None, :, None] * sign[None, None, :, None]
+            scale = levels.scales[level]
+            v_pos[start:end, 0] += scale * (dx * g).sum((0, 1, 2))
+            v_pos[start:end, 1] += scale * (dy * g).sum((0, 1, 2))
+            v_pos[start:end, 2] += scale * (dz * g).sum((0, 1, 2))
+    return v_pos
+
+
+def encode_position_grad(
+    positions: Tensor,  # [N, 3] in [0, 1]
+    table: Tensor,  # [E, F]
+    v_out: Tensor,  # [N, L*F] cotangent of the features
+    levels: HashGridLevels,
+) -> Tensor:  # [N, 3] float32 (float64 for a float64 table)
+    """Vector-Jacobian product of the encoding with respect to the positions (see the module
+    docstring): the numba kernel for float32 CPU tensors when numba imports, else torch."""
+    if table.device.type == "cpu" and table.dtype == torch.float32 and backends.usable("numba", table.device):
+        numba_module = importlib.import_module("nerf.encodings.hashgrid_numba")
+        return numba_module.encode_position_grad(positions, table, v_out, levels)
+    return _encode_position_grad_torch(positions, table, v_out, levels)
+
+
+class _PositionGradient(torch.autograd.Function):
+    """Identity on the features whose backward also returns the positions' gradient."""
+
+    @staticmethod
+    def forward(ctx, positions, features, table, levels):
+        inside = ((positions >= 0.0) & (positions <= 1.0)).to(table.dtype)  # NaN: outside
+        ctx.save_for_backward(positions.detach().nan_to_num(0.0).clamp(0.0, 1.0), table.detach(), inside)
+        ctx.levels = levels
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, v_features):
+        positions, table, inside = ctx.saved_tensors
+        v_pos = encode_position_grad(positions, table, v_features.contiguous(), ctx.levels) * inside
+        return v_pos.to(positions.dtype), v_features, None, None
+
+
 class _HashEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, positions, table, levels):
@@ -222,7 +291,8 @@ def hash_encode(
     """Encode positions with a multiresolution hash grid (torch backend, the specification).
 
     Args:
-        positions: points in the unit cube; clamped to [0, 1]; no gradient flows to them.
+        positions: points in the unit cube; clamped to [0, 1]; no gradient flows to them here
+            (`HashGrid` adds it when they require one).
         table: the flat feature table of all levels (`levels.offsets` delimit the levels).
         levels: level geometry from `make_levels`.
 
@@ -246,7 +316,8 @@ class HashGrid(nn.Module):
             the memory traffic) and accumulate the gradient in float32 into the float32 table.
 
     The parameter `params` [E*F] is tcnn's flat parameter vector; `table` views it as [E, F].
-    Forward: positions [N, 3] -> features [N, L*F] float32.
+    Forward: positions [N, 3] -> features [N, L*F] float32; positions that require a gradient
+    receive it (`encode_position_grad`, whatever the backend).
     """
 
     def __init__(
@@ -296,6 +367,12 @@ class HashGrid(nn.Module):
             raise ValueError(f"HashGrid expects float positions [N, 3], got {tuple(positions.shape)} {positions.dtype}")
         if positions.device != self.params.device:
             raise ValueError(f"HashGrid: positions on {positions.device}, parameters on {self.params.device}")
+        features = self._encode(positions)
+        if positions.requires_grad and torch.is_grad_enabled():
+            features = _PositionGradient.apply(positions, features, self.table, self.levels)
+        return features
+
+    def _encode(self, positions: Tensor) -> Tensor:  # [N, 3] -> [N, L*F], the table's gradient only
         backend = self.resolve_backend(positions.device)
         if backend == "tcnn":
             if self._tcnn is None:

@@ -3,13 +3,16 @@
 One step draws `n_rays` random pixels across all training images (a dynamic count that keeps
 the number of samples near `target_samples`, like instant-ngp; pixels the scene masks out, the
 padding of images smaller than the largest included, are dropped), renders them, and takes an Adam
-step on an MSE or Huber loss. RGBA scenes are composited on a random background per ray so the
-field cannot bake the background into its colours. All randomness flows from one generator,
-so CPU runs with a fixed seed are deterministic and a resumed run continues the same curve.
+step on an MSE or Huber loss (with `pose_refine`, the training rays come from learned corrections
+of the camera poses, nerf/train/pose_refine.py, with an Adam of their own). RGBA scenes are
+composited on a random background per ray so the field cannot bake the background into its
+colours. All randomness flows from one generator, so CPU runs with a fixed seed are
+deterministic and a resumed run continues the same curve.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import contextmanager
@@ -23,6 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from nerf import distributed
+from nerf.atomic import write_text_atomic
 from nerf.config import Config, config_to_text
 from nerf.datasets.scene import Scene
 from nerf.errors import CheckpointError, ConfigError, TrainingError
@@ -32,10 +36,12 @@ from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable, remove_stale_temporaries, save_checkpoint
 from nerf.train.metrics_log import MetricsLog
+from nerf.train.pose_refine import PoseRefinement, pose_errors
 
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
 RANK_SEED_STRIDE = 1_000_003  # seed offset between ranks (and between a resumed rank's streams)
+REFINED_POSES = "refined_poses.json"  # written into the run directory with each checkpoint (pose_refine)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,6 +134,11 @@ class Trainer:
         # for-loop Adam on a 2^17 x 8 level table)
         self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, betas=(0.9, 0.99), eps=1e-15,
                                           fused=self.device.type in ("cpu", "cuda"))
+        self.poses = self.pose_optimizer = None
+        if cfg.train.pose_refine:
+            self.poses = PoseRefinement(self.cameras.c2w[self.train_ids])
+            self.pose_optimizer = torch.optim.Adam(self.poses.parameters(), lr=cfg.train.pose_lr,
+                                                   betas=(0.9, 0.99), eps=1e-15)
         # each rank draws its own rays: rank-offset seeds (rank 0 = the single-process stream)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed + RANK_SEED_STRIDE * self.dist.rank)
         self.ddp = None
@@ -180,10 +191,11 @@ class Trainer:
             p = max(p, self.elapsed / self.cfg.train.max_seconds)
         return min(p, 1.0)
 
-    def learning_rate(self) -> float:
+    def learning_rate(self, base: float | None = None) -> float:
+        """`base` (default: the field's lr) after the warm-up and decay of this step."""
         t = self.cfg.train
         warm = min(1.0, (self.step + 1) / max(t.lr_warmup, 1))
-        return t.lr * warm * t.lr_final_factor ** self.progress()
+        return (t.lr if base is None else base) * warm * t.lr_final_factor ** self.progress()
 
     def sample_batch(self) -> tuple[Tensor, Tensor, Tensor]:
         """Random training rays and their target colours: origins, directions [N, 3], rgb [N, 3]."""
@@ -192,10 +204,12 @@ class Trainer:
         idx = torch.randint(0, self.pixels.shape[0], (n,), device=self.device, generator=self.generator)
         if self.mask is not None:
             idx = idx[self.mask[idx]]
-        self._batch_images = idx // hw  # [N] index into the training images (appearance codes)
-        cam = self.train_ids[self._batch_images]
+        image = idx // hw  # [N] index among the training images (pose corrections, appearance codes)
+        self._batch_images = image
         pix = idx % hw
-        origins, directions = self.cameras.pixel_rays(cam, pix % self.width, pix // self.width)
+        origins, directions = self.cameras.pixel_rays(self.train_ids[image], pix % self.width, pix // self.width)
+        if self.poses is not None:
+            origins, directions = self.poses(image, origins, directions)
         rgba = self.pixels[idx].float() / 255.0
         if rgba.shape[-1] == 4:
             if self.cfg.train.random_background:
@@ -229,6 +243,8 @@ class Trainer:
     def train_step(self) -> StepStats:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
+        if self.pose_optimizer is not None:
+            self.pose_optimizer.param_groups[0]["lr"] = self.learning_rate(self.cfg.train.pose_lr)
         self._update_grid()
         origins, directions, target = self.sample_batch()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
@@ -245,10 +261,16 @@ class Trainer:
                 "checkpoint is kept; try a lower --lr or --loss huber"
             )
         self.optimizer.zero_grad(set_to_none=True)
+        if self.pose_optimizer is not None:
+            self.pose_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.dist.enabled and self.ddp is None:
-            self._average_gradients()
+            self._average_gradients(self.field.parameters())
+        if self.dist.enabled and self.poses is not None:  # DDP wraps the field only
+            self._average_gradients(self.poses.parameters())
         self.optimizer.step()
+        if self.pose_optimizer is not None:
+            self.pose_optimizer.step()
         self._update_ema()
         self.step += 1
         if out.n_samples > 0 and self.field.sampling == "occupancy":  # samples per ray vary
@@ -259,11 +281,12 @@ class Trainer:
             mse = F.mse_loss(out.rgb, target)
         return StepStats(float(loss.detach()), -10.0 * math.log10(max(float(mse), 1e-12)), len(origins), out.n_samples)
 
-    def _average_gradients(self) -> None:
-        """What DDP does, for fields whose forward DDP cannot wrap (the vanilla coarse + fine pair)."""
+    def _average_gradients(self, parameters) -> None:
+        """What DDP does, for fields whose forward DDP cannot wrap (the vanilla coarse + fine pair)
+        and for the pose corrections."""
         import torch.distributed as dist
 
-        for p in self.field.parameters():
+        for p in parameters:
             if p.grad is not None:
                 dist.all_reduce(p.grad)
                 p.grad /= self.dist.world_size
@@ -391,6 +414,9 @@ class Trainer:
             "n_rays_total": self.n_rays * self.dist.world_size,  # resumable with any process count
             "elapsed": self.elapsed,
             "ema": self.ema,
+            "poses": None if self.poses is None else {
+                "delta": self.poses.delta.detach().clone(), "optimizer": self.pose_optimizer.state_dict(),
+            },
         }
 
     def _agree_on_time(self) -> None:
@@ -403,9 +429,32 @@ class Trainer:
         path = None
         if self.dist.is_main:
             path = save_checkpoint(self.run_dir, self.step, self.state_dict(), self.cfg.train.keep_checkpoints)
+            if self.poses is not None:
+                self.write_refined_poses()
             if self.on_checkpoint is not None:
                 self.on_checkpoint(path)
         distributed.barrier()
+        return path
+
+    def write_refined_poses(self) -> Path:
+        """<run>/refined_poses.json: each training image's given and refined camera-to-world
+        (OpenCV axes, the trained frame: dataparser_transforms.json maps the data's frame to it)
+        and how far refinement moved it (degrees, scene units)."""
+        refined = self.poses.refined_c2w().detach()
+        degrees, distances = pose_errors(refined, self.poses.given)
+        train_ids = self.train_ids.tolist()
+        frames = [{
+            "image": self.scene.image_paths[i] if i < len(self.scene.image_paths) else None,
+            "camera_index": i,
+            "c2w_given": self.poses.given[k].tolist(),
+            "c2w_refined": refined[k].tolist(),
+            "rotation_deg": round(float(degrees[k]), 5),
+            "translation": round(float(distances[k]), 6),
+        } for k, i in enumerate(train_ids)]
+        record = {"step": self.step, "frame": "trained (normalised) frame, OpenCV camera axes",
+                  "correction": "c2w_refined = c2w_given @ [[exp(omega), tau], [0, 1]]", "frames": frames}
+        path = self.run_dir / REFINED_POSES
+        write_text_atomic(path, json.dumps(record, indent=1) + "\n")
         return path
 
     def load_state_dict(self, state: dict, source: Path) -> None:
@@ -427,6 +476,24 @@ class Trainer:
         self.n_rays = max(RAY_COUNT_MULTIPLE, int(state["n_rays_total"]) // self.dist.world_size)
         self.elapsed = float(state["elapsed"])
         self.ema = state.get("ema")
+        self._load_poses(state.get("poses"), source)
+
+    def _load_poses(self, saved: dict | None, source: Path) -> None:
+        """The pose corrections of a checkpoint; a run that did not refine poses (continued with
+        --resume --pose_refine) starts from the given ones; a refining run continued without
+        pose_refine trains on the given poses again."""
+        if self.poses is None or saved is None:
+            return
+        delta = saved["delta"]
+        if delta.shape != self.poses.delta.shape:
+            raise CheckpointError(f"{source}: pose corrections for {delta.shape[0]} training images, "
+                                  f"this scene has {self.poses.delta.shape[0]}")
+        with torch.no_grad():
+            self.poses.delta.copy_(delta)
+        try:
+            self.pose_optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{source}: pose optimiser state does not match ({state_dict_problem(exc)})") from exc
 
     def resume(self) -> bool:
         """Restore the newest readable checkpoint of the run directory; False when there is none.
