@@ -76,3 +76,40 @@ def test_training_fits_a_darker_exposure_to_its_images(tiny_scene, tmp_path):
     assert int(hit.sum()) > 50
     ratio = float(darker.rgb.detach()[hit].sum() / bright.rgb.detach()[hit].sum())
     assert ratio < 0.85, ratio
+
+
+def test_a_code_fitted_on_the_left_half_scores_the_right_half_better(tiny_scene, tmp_path):
+    """NeRF-W's held-out protocol (nerf.jobs.appearance_bench): a darker photo's code, fitted on
+    its left half with the field frozen, renders its right half closer than the mean code does."""
+    from nerf.jobs.appearance_bench import FitSettings, fit_code
+    from nerf.jobs.run import TrainedRun
+
+    train = tiny_scene.splits["train"]
+    images = tiny_scene.images.clone()
+    images[train[::2], ..., :3] = (images[train[::2], ..., :3].float() * 0.55).round().to(torch.uint8)
+    scene = replace(tiny_scene, images=images)
+    cfg = tiny_config(tmp_path, "unused", steps=1000)
+    cfg = replace(cfg, model=replace(cfg.model, appearance_dim=4))
+    trainer = Trainer(cfg, scene, quiet=True)
+    for _ in range(150):
+        trainer.train_step()
+    run = TrainedRun(cfg, scene, trainer.renderer.eval(), trainer.step, tmp_path)
+    view = int(train[0])  # a darkened photo, scored as if held out
+    o, d = (t.reshape(-1, 3) for t in trainer.cameras.image_rays(view))
+    photo = scene.image_float(view, scene.render_background).reshape(-1, 3)
+    x = torch.arange(len(o)) % scene.image_size(view)[0]
+    left, right = x < 16, x >= 16
+    before = trainer.field.appearance.weight.detach().clone()
+    code = fit_code(run, o, d, left, photo, FitSettings(steps=40, rays=512))
+    assert torch.equal(trainer.field.appearance.weight, before) and trainer.field.code_override is None
+
+    def right_error(c):
+        trainer.field.code_override = c
+        try:
+            with torch.no_grad():
+                rgb = trainer.renderer.render_rays(o[right], d[right], scene.render_background).rgb
+        finally:
+            trainer.field.code_override = None
+        return float(((rgb - photo[right]) ** 2).mean())
+
+    assert right_error(code) < 0.8 * right_error(before.mean(dim=0))

@@ -91,6 +91,9 @@ class NGPField(nn.Module):
         self.appearance = nn.Embedding(n_images, cfg.appearance_dim) if cfg.appearance_dim > 0 else None
         if self.appearance is not None:
             nn.init.zeros_(self.appearance.weight)
+        # [E] code renders without image ids use instead of the mean (the held-out fit of
+        # nerf.jobs.appearance_bench); None = the mean of the training codes
+        self.code_override: Tensor | None = None
 
     def _unit(self, positions: Tensor) -> tuple[Tensor, Tensor | None]:  # [S, 3] -> [S, 3], [S] bool
         """The hash grid's coordinates in [0, 1]^3, and which positions it covers (None: all)."""
@@ -126,7 +129,8 @@ class NGPField(nn.Module):
         parts = [geometry, direction_features.to(geometry.dtype)]
         if self.appearance is not None:
             if image_ids is None:
-                code = self.appearance.weight.mean(dim=0).expand(len(geometry), -1)
+                shared = self.appearance.weight.mean(dim=0) if self.code_override is None else self.code_override
+                code = shared.expand(len(geometry), -1)
             else:
                 code = self.appearance(image_ids)
             parts.append(code.to(geometry.dtype))
