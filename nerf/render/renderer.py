@@ -120,8 +120,8 @@ class Renderer(nn.Module):
     def _render_inference(self, origins: Tensor, directions: Tensor, background: Tensor | None) -> RayResult:
         """The no-gradient path of an `OccupancyField`: densities and geometry features while
         marching (with the early stop), weights composited from the densities, then colour only
-        for samples of weight above COLOR_WEIGHT_THRESHOLD, from each ray's direction encoded
-        once. A skipped sample takes its ray's weighted mean evaluated colour and depth (the
+        for samples of weight above COLOR_WEIGHT_THRESHOLD and each ray's heaviest sample, from
+        each ray's direction encoded once. A skipped sample takes its ray's weighted mean evaluated colour and depth (the
         evaluated sums are scaled to the ray's whole opacity), so a pixel moves by at most the
         skipped weight and in practice far less (docs/DESIGN.md)."""
         field = self.field
@@ -142,7 +142,11 @@ class Renderer(nn.Module):
             samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, sigmas.new_zeros(len(samples), 3),
             n, None, backend=self.cfg.composite_backend,
         ).weights
-        index = torch.nonzero(weights > self.color_threshold).squeeze(1)
+        # each ray's heaviest sample too, so no ray that holds anything loses its colour (a field
+        # early in training spreads its opacity over many light samples)
+        heaviest = weights.new_zeros(n).scatter_reduce_(0, samples.ray_indices, weights, "amax")
+        keep = (weights > self.color_threshold) | ((weights == heaviest[samples.ray_indices]) & (weights > 0))
+        index = torch.nonzero(keep).squeeze(1)
         rays = samples.ray_indices.index_select(0, index)
         w = weights.index_select(0, index)
         rgbs = field.color(geometry.index_select(0, index), field.encode_directions(directions).index_select(0, rays))
