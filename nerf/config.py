@@ -201,7 +201,7 @@ class TrainConfig:
     eval_every: int = option(0, at_least=0)  # steps between evaluations on held-out views (0 = only at the end)
     checkpoint_every: int = option(1000, at_least=1)  # steps between checkpoints
     keep_checkpoints: int = option(3, at_least=1)  # newest checkpoints kept
-    render_chunk: int = option(65536, at_least=1)  # rays per chunk when rendering full images
+    render_chunk: int = option(16384, at_least=1)  # rays per chunk when rendering full images (16384: fox views 3.08 s against 3.42 s at 65536, cache-resident chunks)
     pose_refine: bool = False  # learn a rigid correction of each training camera's pose (for imperfect poses, e.g. COLMAP's)
     pose_lr: float = option(5e-4, above=0.0)  # Adam learning rate of the pose corrections (same warm-up and decay as lr)
 
