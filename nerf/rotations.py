@@ -87,10 +87,14 @@ def rotmat_to_quat(rotmat):  # rotmat [..., 3, 3] -> [..., 4] (w, x, y, z) float
 
 
 def rotation_angle_deg(rotations: np.ndarray) -> np.ndarray:  # rotations [P, 3, 3] -> [P]
-    """Angle of each rotation matrix, in degrees (from the trace)."""
+    """Angle of each rotation matrix, in degrees: atan2 of its sine (the antisymmetric part) and
+    cosine (the trace); arccos of the trace alone loses small angles to rounding (float32 poses:
+    1e-7 in the trace reads as 0.03 degrees)."""
     rotations = _to_numpy(rotations)
     cos = (np.trace(rotations, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    anti = rotations - np.swapaxes(rotations, -1, -2)
+    sin = np.linalg.norm(np.stack([anti[..., 2, 1], anti[..., 0, 2], anti[..., 1, 0]], axis=-1), axis=-1) / 2.0
+    return np.degrees(np.arctan2(sin, cos))
 
 
 # --------------------------------------------------------------------------------------------

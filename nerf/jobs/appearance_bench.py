@@ -27,11 +27,12 @@ class FitSettings:
     seed: int = 0
 
 
-def _right_half_psnr(run: TrainedRun, view: int, o, d, right, photo, chunk: int) -> float:
+def _psnr_of(run: TrainedRun, o, d, photo) -> float:  # o, d, photo [P, 3]
+    """PSNR of the rays' renders (in chunks of the run's render_chunk) against `photo`."""
     bg = run.scene.render_background.to(o.device)
-    rgb = torch.cat([run.renderer.render_rays(o[right][i:i + chunk], d[right][i:i + chunk], bg).rgb
-                     for i in range(0, int(right.sum()), chunk)])
-    return psnr(rgb.clamp(0, 1), photo[right])
+    chunk = run.cfg.train.render_chunk
+    rgb = torch.cat([run.renderer.render_rays(o[i:i + chunk], d[i:i + chunk], bg).rgb for i in range(0, len(o), chunk)])
+    return psnr(rgb.clamp(0, 1), photo)
 
 
 def fit_code(run: TrainedRun, o, d, left, photo, settings: FitSettings) -> torch.Tensor:  # -> [E]
@@ -63,7 +64,7 @@ def fit_code(run: TrainedRun, o, d, left, photo, settings: FitSettings) -> torch
 
 
 @torch.no_grad()
-def benchmark_appearance(run_dir: str, settings: FitSettings, device: str = "auto", chunk: int = 65536) -> dict:
+def benchmark_appearance(run_dir: str, settings: FitSettings, device: str = "auto") -> dict:
     """Per test view and on average: right-half PSNR with the mean code and with the code fitted
     on the left half (runs with codes), or with the field as it is (runs without)."""
     tune_malloc()
@@ -82,14 +83,16 @@ def benchmark_appearance(run_dir: str, settings: FitSettings, device: str = "aut
         photo = run.scene.image_float(v, run.scene.render_background).reshape(-1, 3).to(o.device)
         x = torch.arange(w * h, device=o.device) % w
         left, right = x < w // 2, x >= w // 2
-        row = {"view": v, "right_half": _right_half_psnr(run, v, o, d, right, photo, chunk)}
-        if has_codes:
-            row = {"view": v, "mean_code": row["right_half"]}
-            field.code_override = fit_code(run, o, d, left, photo, settings)
-            try:
-                row["fitted_code"] = _right_half_psnr(run, v, o, d, right, photo, chunk)
-            finally:
-                field.code_override = None
+        scored = (o[right], d[right], photo[right])
+        if not has_codes:
+            rows.append({"view": v, "right_half": _psnr_of(run, *scored)})
+            continue
+        row = {"view": v, "mean_code": _psnr_of(run, *scored)}
+        field.code_override = fit_code(run, o, d, left, photo, settings)
+        try:
+            row["fitted_code"] = _psnr_of(run, *scored)
+        finally:
+            field.code_override = None
         rows.append(row)
     keys = [k for k in rows[0] if k != "view"]
     return {"run": str(run_dir), "codes": has_codes, "views": rows,

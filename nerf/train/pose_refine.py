@@ -29,6 +29,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nerf.rotations import rotation_angle_deg
+
 # Below this squared angle the exponential uses its Taylor series to theta^6 (the next term is
 # below 3e-14: exact to float64 rounding, and differentiable at zero, where sin(theta) / theta is 0 / 0).
 SMALL_ANGLE_SQ = 1e-2
@@ -145,9 +147,5 @@ def pose_errors(
     between the two centres (no alignment: the field is scored in the given frame)."""
     c2w, reference = c2w.detach().double().cpu(), reference.detach().double().cpu()
     relative = reference[:, :3, :3].transpose(1, 2) @ c2w[:, :3, :3]
-    # atan2(sin, cos) of the angle: arccos of the trace alone loses small angles to rounding
-    # (float32 poses: 1e-7 in the trace reads as 0.03 degrees)
-    cos = (relative.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
-    anti = relative - relative.transpose(1, 2)
-    sin = torch.stack([anti[:, 2, 1], anti[:, 0, 2], anti[:, 1, 0]], dim=-1).norm(dim=-1) / 2.0
-    return torch.rad2deg(torch.atan2(sin, cos)), (c2w[:, :3, 3] - reference[:, :3, 3]).norm(dim=-1)
+    degrees = torch.from_numpy(rotation_angle_deg(relative.numpy()))
+    return degrees, (c2w[:, :3, 3] - reference[:, :3, 3]).norm(dim=-1)
