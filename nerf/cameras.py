@@ -17,7 +17,8 @@ from torch import Tensor
 
 CAMERA_MODELS = ("pinhole", "opencv", "fisheye")
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
-UNDISTORT_ITERS = 20  # Newton steps; converges to float32 precision within ~5 for real lenses
+UNDISTORT_ITERS = 20  # Newton steps at most; converges to float32 precision within ~5 for real lenses
+UNDISTORT_TOLERANCE = 1e-12  # Newton stops once no point moves more than this (normalised coordinates)
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,9 @@ def _opencv_distort(x: Tensor, y: Tensor, dist: Tensor) -> tuple[Tensor, Tensor]
 
 
 def _opencv_undistort(xd: Tensor, yd: Tensor, dist: Tensor) -> tuple[Tensor, Tensor]:
-    """Invert `_opencv_distort` by Newton's method (analytic 2x2 Jacobian), in float64."""
+    """Invert `_opencv_distort` by Newton's method (analytic 2x2 Jacobian), in float64, until no
+    point moves by more than UNDISTORT_TOLERANCE (float32 keeps 7 digits, so the result is
+    converged to its last bit) or for UNDISTORT_ITERS steps."""
     xd64, yd64, d = xd.double(), yd.double(), dist.double()
     k1, k2, k3, _, p1, p2 = d.unbind(-1)
     x, y = xd64.clone(), yd64.clone()
@@ -241,8 +244,10 @@ def _opencv_undistort(xd: Tensor, yd: Tensor, dist: Tensor) -> tuple[Tensor, Ten
         j10 = 2 * x * y * d_radial + 2 * p1 * x + 2 * p2 * y
         j11 = radial + 2 * y * y * d_radial + 6 * p1 * y + 2 * p2 * x
         det = j00 * j11 - j01 * j10
-        x = x - (fx * j11 - fy * j01) / det
-        y = y - (fy * j00 - fx * j10) / det
+        step_x, step_y = (fx * j11 - fy * j01) / det, (fy * j00 - fx * j10) / det
+        x, y = x - step_x, y - step_y
+        if len(x) == 0 or float(torch.maximum(step_x.abs().max(), step_y.abs().max())) <= UNDISTORT_TOLERANCE:
+            break
     return x.to(xd.dtype), y.to(yd.dtype)
 
 

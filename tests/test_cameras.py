@@ -139,3 +139,28 @@ def test_getitem_selects_cameras():
     assert len(sl) == 2 and torch.equal(sl.cx, cams.cx[1:3]) and torch.equal(sl.width, cams.width[1:3])
     lst = cams[[2, 2]]
     assert torch.equal(lst.height, cams.height[[2, 2]])
+
+
+def test_undistortion_stops_early_at_the_fixed_iteration_result(monkeypatch):
+    """Newton's early exit (UNDISTORT_TOLERANCE) returns what all UNDISTORT_ITERS steps return."""
+    import nerf.cameras as cameras
+
+    g = torch.Generator().manual_seed(4)
+    xd, yd = (torch.rand(5000, generator=g) - 0.5) * 1.2, (torch.rand(5000, generator=g) - 0.5) * 0.9
+    dist = torch.tensor(OPENCV_DIST).expand(5000, 6)
+    steps = []
+    real_max = torch.Tensor.max
+
+    def counting_max(self, *args, **kwargs):
+        steps.append(1)
+        return real_max(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "max", counting_max)
+    early = cameras._opencv_undistort(xd, yd, dist)
+    monkeypatch.setattr(torch.Tensor, "max", real_max)
+    assert 0 < len(steps) / 2 < cameras.UNDISTORT_ITERS  # two maxima per step: it did stop early
+    monkeypatch.setattr(cameras, "UNDISTORT_TOLERANCE", -1.0)  # never converged: every step runs
+    full = cameras._opencv_undistort(xd, yd, dist)
+    assert torch.equal(early[0], full[0]) and torch.equal(early[1], full[1])
+    x, y = cameras._opencv_distort(early[0].double(), early[1].double(), dist.double())
+    assert float((x - xd).abs().max()) < 1e-6 and float((y - yd).abs().max()) < 1e-6
