@@ -9,7 +9,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from nerf.cameras import Cameras
-from nerf.train.pose_refine import PoseRefinement, compose, perturb_poses, pose_errors, so3_exp
+from nerf.train.pose_refine import (
+    PoseRefinement, compose, perturb_poses, pose_errors, refined_c2w, refined_cameras, so3_exp,
+)
 from nerf.train.trainer import REFINED_POSES, Trainer
 from tiny import tiny_config
 
@@ -162,3 +164,47 @@ def test_pose_options_are_on_the_command_line():
     assert not parse_config([])[0].train.pose_refine  # off by default
     with pytest.raises(ConfigError, match="pose_lr"):
         parse_config(["--pose_lr", "0"])
+
+
+def _random_poses(n, seed):  # [n, 4, 4] float64 cameras around the origin
+    g = torch.Generator().manual_seed(seed)
+    c2w = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    c2w[:, :3, :3] = so3_exp(torch.randn(n, 3, generator=g, dtype=torch.float64))
+    c2w[:, :3, 3] = 4.0 * torch.randn(n, 3, generator=g, dtype=torch.float64)
+    return c2w
+
+
+def test_refined_cameras_put_training_views_at_their_refined_poses_and_keep_the_rest():
+    c2w = _random_poses(8, seed=2).float()
+    cameras = Cameras.create(c2w, 100.0, 100.0, 50.0, 40.0, 100, 80)
+    train = torch.tensor([0, 2, 3, 5, 7])
+    held_out = torch.tensor([1, 4, 6])
+    g = torch.Generator().manual_seed(5)
+    delta = torch.cat([0.02 * torch.randn(len(train), 3, generator=g), 0.05 * torch.randn(len(train), 3, generator=g)], -1)
+    moved = refined_cameras(cameras, train, delta)
+    expected = c2w[train].double() @ _local(delta.double())
+    torch.testing.assert_close(moved.c2w[train], expected.float(), rtol=0.0, atol=1e-6)
+    torch.testing.assert_close(moved.c2w[held_out], c2w[held_out], rtol=0.0, atol=0.0)
+    torch.testing.assert_close(refined_c2w(c2w[train], delta), moved.c2w[train], rtol=0.0, atol=0.0)
+    assert torch.equal(moved.fx, cameras.fx) and torch.equal(cameras.c2w, c2w)  # the input is left alone
+
+
+def _local(delta):  # [T, 6] -> [T, 4, 4] the correction matrices [[exp(omega), tau], [0, 1]], via scipy
+    out = torch.eye(4, dtype=torch.float64).repeat(len(delta), 1, 1)
+    out[:, :3, :3] = torch.from_numpy(Rotation.from_rotvec(delta[:, :3].numpy()).as_matrix())
+    out[:, :3, 3] = delta[:, 3:]
+    return out
+
+
+def test_a_refined_run_renders_from_its_refined_poses(tiny_scene_path, tmp_path):
+    """load_trained_run (test renders, videos, meshes) sees the cameras the trainer evaluated with."""
+    from nerf.jobs.run import load_trained_run
+    from nerf.jobs.train import run_training_job
+
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True)
+    first = run_training_job(cfg, quiet=True)
+    trainer = first["trainer"]
+    run = load_trained_run(first["run_dir"], "cpu")
+    expected = refined_cameras(trainer.cameras, trainer.train_ids, trainer.poses.delta.detach())
+    torch.testing.assert_close(run.scene.cameras.c2w, expected.c2w, rtol=0.0, atol=1e-6)
+    assert not torch.allclose(run.scene.cameras.c2w, first["scene"].cameras.c2w)

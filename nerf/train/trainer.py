@@ -36,7 +36,7 @@ from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable, remove_stale_temporaries, save_checkpoint
 from nerf.train.metrics_log import MetricsLog
-from nerf.train.pose_refine import PoseRefinement, pose_errors
+from nerf.train.pose_refine import PoseRefinement, pose_errors, refined_cameras
 
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
@@ -370,8 +370,11 @@ class Trainer:
         ids = ids[:max_views] if max_views > 0 else ids
         start = time.perf_counter()
         self._lpips = self._lpips or OptionalLPIPS(self.device)
+        cameras = self.cameras
+        if self.poses is not None:  # training views (evaluated when there is no held-out split) at their refined poses
+            cameras = refined_cameras(cameras, self.train_ids, self.poses.delta.detach())
         with self._ema_weights():
-            values = score_views(self.renderer, self.scene, self.cameras, ids.tolist(),
+            values = score_views(self.renderer, self.scene, cameras, ids.tolist(),
                                  self.cfg.train.render_chunk, image_dir, split, progress=not self.quiet,
                                  lpips=self._lpips)
         record = {
