@@ -13,6 +13,7 @@ import imageio.v3 as iio
 import torch
 from tqdm import tqdm
 
+from nerf.atomic import atomic_file
 from nerf.evaluation.image import psnr, ssim
 from nerf.frames import to_uint8_frame
 
@@ -47,5 +48,6 @@ def score_views(
         if lpips is not None and lpips.available:
             records[-1]["lpips"] = lpips(img, gt)
         if image_dir is not None:
-            iio.imwrite(image_dir / f"{prefix}_{i:04d}.png", to_uint8_frame(img))
+            with atomic_file(image_dir / f"{prefix}_{i:04d}.png") as tmp:  # whole or absent
+                iio.imwrite(tmp, to_uint8_frame(img))
     return records
