@@ -1,6 +1,5 @@
 """torchrun with gloo on CPU, 2 processes: identical parameters, matching loss path, same render."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +16,12 @@ STEPS = 30
 LOSS_PATH_RTOL = 0.25
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(nproc: int, *args: str) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), *args]
+    # --standalone: torchrun binds a free port for its rendezvous store itself and keeps it, so
+    # no other process can take the port between choosing and binding it (a port picked here and
+    # released first occasionally was, and the launch failed at setup)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(WORKER), *args]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
