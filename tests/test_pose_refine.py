@@ -208,4 +208,3 @@ def test_a_refined_run_renders_from_its_refined_poses(tiny_scene_path, tmp_path)
     expected = refined_cameras(trainer.cameras, trainer.train_ids, trainer.poses.delta.detach())
     torch.testing.assert_close(run.scene.cameras.c2w, expected.c2w, rtol=0.0, atol=1e-6)
     assert not torch.allclose(run.scene.cameras.c2w, first["scene"].cameras.c2w)
-
