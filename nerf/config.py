@@ -175,7 +175,6 @@ class SamplerConfig:
     early_stop_eps: float = option(1e-4, at_least=0.0, below=1.0)  # stop marching a ray once its transmittance falls below this
     march_backend: str = option("auto", choices=KERNEL_BACKENDS)  # auto | torch | triton | numba (auto: Triton on CUDA, numba on CPU)
     composite_backend: str = option("auto", choices=KERNEL_BACKENDS)  # auto | torch | triton | numba (auto: Triton on CUDA, numba on CPU)
-    render_precision: str = option("auto", choices=("auto", "float32", "bfloat16"))  # MLPs of renders without gradients (auto: bfloat16 on CPUs with native bf16, AMX or AVX512-BF16; else float32)
     n_coarse: int = option(64, at_least=1)  # vanilla: stratified samples per ray
     n_fine: int = option(128, at_least=0)  # vanilla: importance samples per ray
 

@@ -66,8 +66,7 @@ def _rays(run, n_views=2):
 @pytest.mark.parametrize("backend", ["torch", "auto"])
 def test_inference_path_matches_one_pass_within_the_skipped_weight(tiny_run, backend):
     run = load_trained_run(tiny_run)
-    cfg = dataclasses.replace(run.renderer.cfg, march_backend=backend, composite_backend=backend,
-                              render_precision="float32")  # bfloat16 MLPs: test_bfloat16_mlps_...
+    cfg = dataclasses.replace(run.renderer.cfg, march_backend=backend, composite_backend=backend)
     field = run.renderer.field
     assert isinstance(field, OccupancyField)
     split = Renderer(field, run.renderer.aabb, cfg, run.renderer.near, run.renderer.far, grid=run.renderer.grid)
@@ -129,41 +128,3 @@ def test_inference_path_on_rays_that_miss_everything():
     torch.testing.assert_close(out.rgb, torch.tensor([[0.2, 0.4, 0.6]] * 2))
     assert torch.equal(out.opacity, torch.zeros(2)) and torch.equal(out.depth, torch.zeros(2))
 
-
-def test_render_precision_resolves_by_device_and_cpu(monkeypatch):
-    import nerf.render.precision as precision
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert precision.inference_dtype("auto", cpu) == torch.bfloat16
-    assert precision.inference_dtype("auto", cuda) == torch.float32  # unmeasured on GPUs
-    assert precision.inference_dtype("float32", cpu) == torch.float32
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower
-    assert precision.inference_dtype("auto", cpu) == torch.float32
-    assert precision.inference_dtype("bfloat16", cpu) == torch.bfloat16
-    with pytest.raises(ValueError, match="render_precision"):
-        precision.inference_dtype("half", cpu)
-
-
-def test_bfloat16_mlps_render_what_float32_renders(tiny_run):
-    """The inference path with bfloat16 MLPs (render_precision) against float32: the MLPs do run
-    in bfloat16 (their outputs are rounded to it), and the images agree to about 1% of the range."""
-    run = load_trained_run(tiny_run)
-    renderer = run.renderer
-    origins, directions = _rays(run)
-    background = torch.tensor([1.0, 1.0, 1.0])
-    out, dtypes = {}, []
-    hook = renderer.field.density_mlp.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
-    try:
-        for name in ("float32", "bfloat16"):
-            renderer.cfg = dataclasses.replace(renderer.cfg, render_precision=name)
-            with torch.no_grad():
-                out[name] = renderer.render_rays(origins, directions, background)
-    finally:
-        hook.remove()
-    assert torch.float32 in dtypes and torch.bfloat16 in dtypes
-    a, b = out["float32"], out["bfloat16"]
-    assert float(a.opacity.max()) > 0.5  # the run sees something
-    difference = (a.rgb - b.rgb).abs()
-    assert float(difference.max()) < 0.05 and float(difference.mean()) < 0.005, (float(difference.max()), float(difference.mean()))
-    assert float((a.opacity - b.opacity).abs().max()) < 0.05

@@ -3,8 +3,7 @@
 Both variants train and render the same scene with the same configuration and the same starting
 weights; they differ only in the kernel backends:
 
-    reference  hash_backend = torch, march_backend = torch, composite_backend = torch,
-               render_precision = float32 (the PyTorch path as specified)
+    reference  hash_backend = torch, march_backend = torch, composite_backend = torch
     default    what the configuration says (normally auto: the fastest usable kernels here)
 
 First the default path trains `warmup_steps` steps, so that the field and its occupancy grid
@@ -35,8 +34,7 @@ from nerf.jobs.run import prepare_scene
 from nerf.train.checkpoint import load_newest_readable
 from nerf.train.trainer import Trainer
 
-REFERENCE = {"hash_backend": "torch", "march_backend": "torch", "composite_backend": "torch",
-             "render_precision": "float32"}
+REFERENCE = {"hash_backend": "torch", "march_backend": "torch", "composite_backend": "torch"}
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,10 @@ class EngineBenchSettings:
 
 
 def reference_config(cfg: Config) -> Config:
-    """`cfg` with every kernel backend set to the PyTorch reference, renders in float32."""
+    """`cfg` with every kernel backend set to the PyTorch reference."""
     model = dataclasses.replace(cfg.model, hash_backend=REFERENCE["hash_backend"])
     sampler = dataclasses.replace(cfg.sampler, march_backend=REFERENCE["march_backend"],
-                                  composite_backend=REFERENCE["composite_backend"],
-                                  render_precision=REFERENCE["render_precision"])
+                                  composite_backend=REFERENCE["composite_backend"])
     return dataclasses.replace(cfg, model=model, sampler=sampler)
 
 

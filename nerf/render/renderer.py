@@ -17,7 +17,6 @@ from nerf.config import SamplerConfig
 from nerf.fields.ngp import ngp_step_size
 from nerf.fields.protocol import SAMPLING_KINDS, OccupancyField, RadianceField
 from nerf.render.composite import composite
-from nerf.render.precision import inference_dtype, mlp_precision
 from nerf.render.vanilla import render_rays_vanilla
 from nerf.sampling.march import march
 from nerf.sampling.occupancy import OccupancyGrid
@@ -126,12 +125,10 @@ class Renderer(nn.Module):
         evaluated sums are scaled to the ray's whole opacity), so a pixel moves by at most the
         skipped weight and in practice far less (docs/DESIGN.md)."""
         field = self.field
-        precision = mlp_precision(inference_dtype(self.cfg.render_precision, origins.device), origins.device)
 
         def sigma_fn(t_starts, t_ends, ray_ids):
             t_mid = 0.5 * (t_starts + t_ends)
-            with precision:
-                sig, geometry = field.density_and_geometry(origins[ray_ids] + directions[ray_ids] * t_mid[:, None])
+            sig, geometry = field.density_and_geometry(origins[ray_ids] + directions[ray_ids] * t_mid[:, None])
             return sig, torch.cat([sig[:, None], geometry], dim=-1)
 
         samples = self._march(origins, directions, sigma_fn)
@@ -152,8 +149,7 @@ class Renderer(nn.Module):
         index = torch.nonzero(keep).squeeze(1)
         rays = samples.ray_indices.index_select(0, index)
         w = weights.index_select(0, index)
-        with precision:
-            rgbs = field.color(geometry.index_select(0, index), field.encode_directions(directions).index_select(0, rays))
+        rgbs = field.color(geometry.index_select(0, index), field.encode_directions(directions).index_select(0, rays))
         mid = 0.5 * (samples.t_starts.index_select(0, index) + samples.t_ends.index_select(0, index))
         rgb = w.new_zeros(n, 3).index_add_(0, rays, w[:, None] * rgbs)
         opacity = w.new_zeros(n).index_add_(0, rays, w)
