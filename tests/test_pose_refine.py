@@ -208,3 +208,21 @@ def test_a_refined_run_renders_from_its_refined_poses(tiny_scene_path, tmp_path)
     expected = refined_cameras(trainer.cameras, trainer.train_ids, trainer.poses.delta.detach())
     torch.testing.assert_close(run.scene.cameras.c2w, expected.c2w, rtol=0.0, atol=1e-6)
     assert not torch.allclose(run.scene.cameras.c2w, first["scene"].cameras.c2w)
+
+
+def test_a_run_whose_pose_corrections_do_not_fit_its_scene_is_refused(tiny_scene_path, tmp_path):
+    """A checkpoint with corrections for another number of training images: CheckpointError
+    naming the checkpoint and both counts, before anything renders."""
+    from nerf.errors import CheckpointError
+    from nerf.jobs.run import load_trained_run
+    from nerf.jobs.train import run_training_job
+
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True)
+    first = run_training_job(cfg, quiet=True)
+    n_train = len(first["trainer"].train_ids)
+    [path] = sorted((first["run_dir"] / "checkpoints").glob("*.pt"))[-1:]
+    state = torch.load(path, weights_only=True)
+    state["poses"]["delta"] = torch.zeros(n_train + 2, 6)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=rf"{path.name}.*\({n_train + 2}, 6\).*{n_train} training images"):
+        load_trained_run(first["run_dir"], "cpu")
