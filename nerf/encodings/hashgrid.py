@@ -141,9 +141,18 @@ def _level_rows(rows: Tensor, levels: HashGridLevels, level: int) -> Tensor:  # 
     return rows[levels.offsets[level] : levels.offsets[level + 1]]
 
 
-def _chunks(n: int):
-    for start in range(0, n, CHUNK_POINTS):
-        yield start, min(start + CHUNK_POINTS, n)
+def _cells(xt: Tensor, levels: HashGridLevels, dtype: torch.dtype):  # xt [3, N]
+    """Level by level, chunk by chunk of points: (level, start, end, index [8C], weights [8C],
+    axis_weights [6C]) of the points' cells, in buffers reused from one chunk to the next (the walk
+    the forward and both backward passes share)."""
+    n = xt.shape[1]
+    corners = _LevelCorners(min(CHUNK_POINTS, max(n, 1)), dtype, xt.device)
+    for level in range(levels.n_levels):
+        multipliers = _multipliers(levels, level, xt.device)
+        for start in range(0, n, CHUNK_POINTS):
+            end = min(start + CHUNK_POINTS, n)
+            index, weights = corners.compute(xt[:, start:end], level, levels, multipliers)
+            yield level, start, end, index, weights, corners.axis_weights[: 6 * (end - start)]
 
 
 def _encode_forward(
@@ -153,21 +162,15 @@ def _encode_forward(
 ) -> Tensor:  # [N, L*F]
     n, f = positions.shape[0], levels.n_features
     out = torch.empty(n, levels.n_levels, f, dtype=table.dtype, device=table.device)
-    chunk = min(CHUNK_POINTS, max(n, 1))
-    corners = _LevelCorners(chunk, table.dtype, table.device)
     rows = _row_view(table)
     row_shape = rows.shape[1:]
-    gathered = torch.empty(8 * chunk, *row_shape, dtype=rows.dtype, device=table.device)
-    xt = positions.t().contiguous()
-    for level in range(levels.n_levels):
-        multipliers = _multipliers(levels, level, table.device)
+    gathered = torch.empty(8 * min(CHUNK_POINTS, max(n, 1)), *row_shape, dtype=rows.dtype, device=table.device)
+    for level, start, end, index, weights, _ in _cells(positions.t().contiguous(), levels, table.dtype):
+        c = end - start
         level_rows = _level_rows(rows, levels, level)
-        for start, end in _chunks(n):
-            c = end - start
-            index, weights = corners.compute(xt[:, start:end], level, levels, multipliers)
-            values = torch.index_select(level_rows, 0, index, out=gathered[: 8 * c]).view(8, c, *row_shape)
-            blended = (values * weights.view(8, c, *([1] * len(row_shape)))).sum(0)
-            out[start:end, level] = blended.view(table.dtype).view(c, f)
+        values = torch.index_select(level_rows, 0, index, out=gathered[: 8 * c]).view(8, c, *row_shape)
+        blended = (values * weights.view(8, c, *([1] * len(row_shape)))).sum(0)
+        out[start:end, level] = blended.view(table.dtype).view(c, f)
     return out.view(n, levels.n_levels * f)
 
 
@@ -185,19 +188,12 @@ def _encode_table_grad(
     # level's slice is contiguous over points like the weights it multiplies.
     v_out_rows = v_out.to(dtype).view(n, levels.n_levels, f).transpose(0, 1).contiguous()
     v_out_rows = _row_view(v_out_rows.view(levels.n_levels * n, f)).view(levels.n_levels, n, *row_shape)
-    chunk = min(CHUNK_POINTS, max(n, 1))
-    corners = _LevelCorners(chunk, dtype, v_out.device)
-    products = torch.empty(8 * chunk, *row_shape, dtype=v_rows.dtype, device=v_out.device)
-    xt = positions.t().contiguous()
-    for level in range(levels.n_levels):
-        multipliers = _multipliers(levels, level, v_out.device)
-        level_rows = _level_rows(v_rows, levels, level)
-        for start, end in _chunks(n):
-            c = end - start
-            index, weights = corners.compute(xt[:, start:end], level, levels, multipliers)
-            source = products[: 8 * c].view(8, c, *row_shape)
-            torch.mul(v_out_rows[level, start:end], weights.view(8, c, *([1] * len(row_shape))), out=source)
-            level_rows.index_add_(0, index, products[: 8 * c])
+    products = torch.empty(8 * min(CHUNK_POINTS, max(n, 1)), *row_shape, dtype=v_rows.dtype, device=v_out.device)
+    for level, start, end, index, weights, _ in _cells(positions.t().contiguous(), levels, dtype):
+        c = end - start
+        source = products[: 8 * c].view(8, c, *row_shape)
+        torch.mul(v_out_rows[level, start:end], weights.view(8, c, *([1] * len(row_shape))), out=source)
+        _level_rows(v_rows, levels, level).index_add_(0, index, products[: 8 * c])
     return v_table
 
 
@@ -211,26 +207,20 @@ def _encode_position_grad_torch(
     n, f = positions.shape[0], levels.n_features
     v_pos = torch.zeros(n, 3, dtype=table.dtype, device=table.device)
     v_levels = v_out.to(table.dtype).view(n, levels.n_levels, f)
-    chunk = min(CHUNK_POINTS, max(n, 1))
-    corners = _LevelCorners(chunk, table.dtype, table.device)
-    xt = positions.to(table.dtype).t().contiguous()
     sign = torch.tensor([-1.0, 1.0], dtype=table.dtype, device=table.device)  # d(1 - frac), d frac
-    for level in range(levels.n_levels):
-        multipliers = _multipliers(levels, level, table.device)
-        level_rows = _level_rows(table, levels, level)
-        for start, end in _chunks(n):
-            c = end - start
-            index, _ = corners.compute(xt[:, start:end], level, levels, multipliers)
-            w = corners.axis_weights[: 6 * c].view(3, 2, c)  # per-axis weights (1 - frac, frac)
-            values = level_rows.index_select(0, index).view(2, 2, 2, c, f)  # corners (x, y, z)
-            g = (values * v_levels[start:end, level]).sum(-1)  # [2, 2, 2, C]: v_out . table row
-            dx = sign[:, None, None, None] * w[1, None, :, None] * w[2, None, None, :]
-            dy = w[0, :, None, None] * sign[None, :, None, None] * w[2, None, None, :]
-            dz = w[0, :, None, None] * w[1, None, :, None] * sign[None, None, :, None]
-            scale = levels.scales[level]
-            v_pos[start:end, 0] += scale * (dx * g).sum((0, 1, 2))
-            v_pos[start:end, 1] += scale * (dy * g).sum((0, 1, 2))
-            v_pos[start:end, 2] += scale * (dz * g).sum((0, 1, 2))
+    xt = positions.to(table.dtype).t().contiguous()
+    for level, start, end, index, _, axis_weights in _cells(xt, levels, table.dtype):
+        c = end - start
+        w = axis_weights.view(3, 2, c)  # per-axis weights (1 - frac, frac)
+        values = _level_rows(table, levels, level).index_select(0, index).view(2, 2, 2, c, f)  # corners (x, y, z)
+        g = (values * v_levels[start:end, level]).sum(-1)  # [2, 2, 2, C]: v_out . table row
+        dx = sign[:, None, None, None] * w[1, None, :, None] * w[2, None, None, :]
+        dy = w[0, :, None, None] * sign[None, :, None, None] * w[2, None, None, :]
+        dz = w[0, :, None, None] * w[1, None, :, None] * sign[None, None, :, None]
+        scale = levels.scales[level]
+        v_pos[start:end, 0] += scale * (dx * g).sum((0, 1, 2))
+        v_pos[start:end, 1] += scale * (dy * g).sum((0, 1, 2))
+        v_pos[start:end, 2] += scale * (dz * g).sum((0, 1, 2))
     return v_pos
 
 

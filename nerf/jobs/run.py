@@ -16,7 +16,7 @@ from nerf.errors import CheckpointError
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable
-from nerf.train.pose_refine import refined_cameras
+from nerf.train.pose_refine import checked_delta, refined_cameras
 from nerf.train.trainer import resolve_device, state_dict_problem
 
 
@@ -68,11 +68,8 @@ def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     renderer.eval()
     poses = state.get("poses")
     if poses is not None:  # a pose_refine run renders from its refined poses (nerf/train/pose_refine.py)
-        delta = poses["delta"].cpu()
         train_ids = scene.splits["train"]
-        if delta.dim() != 2 or delta.shape != (len(train_ids), 6):
-            raise CheckpointError(f"{path}: pose corrections of shape {tuple(delta.shape)}, this scene has "
-                                  f"{len(train_ids)} training images")
+        delta = checked_delta(poses["delta"].cpu(), len(train_ids), path)
         scene = dataclasses.replace(scene, cameras=refined_cameras(scene.cameras, train_ids, delta))
     return TrainedRun(cfg, scene, renderer, int(state["step"]), run_dir)
 

@@ -121,9 +121,9 @@ class Renderer(nn.Module):
         """The no-gradient path of an `OccupancyField`: densities and geometry features while
         marching (with the early stop), weights composited from the densities, then colour only
         for samples of weight above COLOR_WEIGHT_THRESHOLD and each ray's heaviest sample, from
-        each ray's direction encoded once. A skipped sample takes its ray's weighted mean evaluated colour and depth (the
-        evaluated sums are scaled to the ray's whole opacity), so a pixel moves by at most the
-        skipped weight and in practice far less (docs/DESIGN.md)."""
+        each ray's direction encoded once. A skipped sample takes its ray's weighted mean evaluated
+        colour and depth (the evaluated sums are scaled to the ray's whole opacity), so a pixel
+        moves by at most the skipped weight and in practice far less (docs/DESIGN.md)."""
         field = self.field
 
         def sigma_fn(t_starts, t_ends, ray_ids):

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from nerf.cameras import Cameras
+from nerf.errors import CheckpointError
 from nerf.rotations import rotation_angle_deg
 
 # Below this squared angle the exponential uses its Taylor series to theta^6 (the next term is
@@ -131,6 +132,19 @@ def refined_c2w(
     """The refined poses of corrections `delta` (a checkpoint's, or `PoseRefinement`'s)."""
     delta = delta.to(given)
     return compose(given, so3_exp(delta[:, :3]), delta[:, 3:])
+
+
+def checked_delta(
+    delta: Tensor,  # [T, 6] pose corrections read from a checkpoint
+    n_train: int,
+    source,  # the checkpoint, for the message
+) -> Tensor:
+    """`delta` when it holds one correction per training image of this scene, else CheckpointError
+    naming the checkpoint, its shape and the scene's count."""
+    if tuple(delta.shape) != (n_train, 6):
+        raise CheckpointError(f"{source}: pose corrections of shape {tuple(delta.shape)}, this scene has "
+                              f"{n_train} training images")
+    return delta
 
 
 def refined_cameras(

@@ -36,7 +36,7 @@ from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable, remove_stale_temporaries, save_checkpoint
 from nerf.train.metrics_log import MetricsLog
-from nerf.train.pose_refine import PoseRefinement, pose_errors, refined_cameras
+from nerf.train.pose_refine import PoseRefinement, checked_delta, pose_errors, refined_cameras
 
 
 RAY_COUNT_MULTIPLE = 256  # dynamic ray counts are rounded to this
@@ -487,10 +487,7 @@ class Trainer:
         pose_refine trains on the given poses again."""
         if self.poses is None or saved is None:
             return
-        delta = saved["delta"]
-        if delta.shape != self.poses.delta.shape:
-            raise CheckpointError(f"{source}: pose corrections for {delta.shape[0]} training images, "
-                                  f"this scene has {self.poses.delta.shape[0]}")
+        delta = checked_delta(saved["delta"], self.poses.delta.shape[0], source)
         with torch.no_grad():
             self.poses.delta.copy_(delta)
         try:
