@@ -19,7 +19,7 @@ from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("nerf", "nerf.errors", "nerf.conventions", "nerf.layers"),
-    ("nerf.backends", "nerf.allocator", "nerf.rotations", "nerf.frames", "nerf.cli", "nerf.atomic"),
+    ("nerf.backends", "nerf.allocator", "nerf.denormals", "nerf.rotations", "nerf.frames", "nerf.cli", "nerf.atomic"),
     ("nerf.config", "nerf.cameras", "nerf.distributed", "nerf.evaluation"),
     ("nerf.datasets", "nerf.encodings", "nerf.sampling"),
     ("nerf.fields",),

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from nerf.allocator import tune_malloc
+from nerf.denormals import flush_denormals
 from nerf.config import Config
 from nerf.errors import CheckpointError, ConfigError
 from nerf.jobs.run import prepare_scene
@@ -89,6 +90,7 @@ def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool 
         raise ConfigError(f"engine benchmark: steps, views and repeats must be >= 1 and warmup_steps >= 0, "
                           f"got {settings}")
     tune_malloc()
+    flush_denormals()  # before torch's and numba's thread pools start
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_seconds=0.0, ema_decay=0.0))
     scene = prepare_scene(cfg)
     test = scene.splits.get("test")

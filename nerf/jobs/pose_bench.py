@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from nerf.allocator import tune_malloc
+from nerf.denormals import flush_denormals
 from nerf.config import Config
 from nerf.errors import ConfigError
 from nerf.jobs.run import prepare_scene
@@ -58,6 +59,7 @@ def benchmark_pose_refine(cfg: Config, settings: PoseBenchSettings, progress: bo
     """Train the variants (module docstring) one after the other; returns the report dict."""
     _check(settings)
     tune_malloc()
+    flush_denormals()  # before torch's and numba's thread pools start
     scene = prepare_scene(cfg)
     train = scene.splits["train"]
     truth = scene.cameras.c2w[train]

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from nerf.allocator import tune_malloc
+from nerf.denormals import flush_denormals
 from nerf.config import Config, load_config_file
 from nerf.datasets import load_scene
 from nerf.datasets.scene import Scene
@@ -47,6 +48,7 @@ class TrainedRun:
 def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     """Config, scene and renderer of the newest checkpoint in `run_dir`."""
     tune_malloc()  # before the first large allocation
+    flush_denormals()  # before torch's and numba's thread pools start
     run_dir = Path(run_dir)
     if not (run_dir / "config.txt").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.txt)")

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from nerf import distributed
 from nerf.allocator import tune_malloc
+from nerf.denormals import flush_denormals
 from nerf.config import Config, RenderConfig
 from nerf.datasets.normalize import camera_layout
 from nerf.export.mesh import MeshConfig
@@ -33,6 +34,7 @@ def run_training_job(cfg: Config, quiet: bool = False, on_step: StepCallback | N
     writes the outputs, and the result of the other ranks is None.
     """
     tune_malloc()  # before the first large allocation
+    flush_denormals()  # before torch's and numba's thread pools start
     start = time.perf_counter()
     cfg = with_absolute_data(cfg)
     exports = _export_configs(cfg)  # their settings are checked now, not after training
