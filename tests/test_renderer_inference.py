@@ -2,8 +2,10 @@
 
 The inference path evaluates colour only for samples of weight above COLOR_WEIGHT_THRESHOLD and
 gives the others their ray's mean evaluated colour; the one-pass path evaluates every kept sample.
-So per ray the two have the same opacity, differ in colour by at most the weight of the skipped
-samples (colours are in [0, 1]), and agree exactly on the samples that are kept.
+So with the same early stop the two keep the same samples, have the same opacity per ray and
+differ in colour by at most the weight of the skipped samples (colours are in [0, 1]). The
+inference path stops rays at the larger transmittance `inference_early_stop_eps`: against the
+one-pass path at the configured stop a pixel moves by at most that much more.
 """
 
 import dataclasses
@@ -70,8 +72,13 @@ def test_inference_path_matches_one_pass_within_the_skipped_weight(tiny_run, bac
     field = run.renderer.field
     assert isinstance(field, OccupancyField)
     split = Renderer(field, run.renderer.aabb, cfg, run.renderer.near, run.renderer.far, grid=run.renderer.grid)
-    one_pass = Renderer(OnePass(field), run.renderer.aabb, cfg, run.renderer.near, run.renderer.far,
-                        grid=run.renderer.grid)
+    stop = split.inference_early_stop_eps
+    assert stop > cfg.early_stop_eps  # the run's configured stop (1e-4) is the smaller one
+
+    def one_pass_renderer(early_stop_eps):
+        return Renderer(OnePass(field), run.renderer.aabb, dataclasses.replace(cfg, early_stop_eps=early_stop_eps),
+                        run.renderer.near, run.renderer.far, grid=run.renderer.grid)
+
     origins, directions = _rays(run)
     background = torch.tensor([1.0, 1.0, 1.0])
     colour_calls = []
@@ -86,7 +93,8 @@ def test_inference_path_matches_one_pass_within_the_skipped_weight(tiny_run, bac
         with torch.no_grad():
             a = split.render_rays(origins, directions, background)
             split_calls = sum(colour_calls)
-            b = one_pass.render_rays(origins, directions, background)
+            b = one_pass_renderer(stop).render_rays(origins, directions, background)
+            full = one_pass_renderer(cfg.early_stop_eps).render_rays(origins, directions, background)
     finally:
         del field.color
     assert a.n_samples == b.n_samples > 0  # the same kept samples
@@ -97,6 +105,10 @@ def test_inference_path_matches_one_pass_within_the_skipped_weight(tiny_run, bac
     assert torch.all((a.rgb - b.rgb).abs().amax(dim=-1) <= skipped + 1e-5)
     assert torch.allclose(a.opacity, b.opacity, atol=1e-5)  # skipped samples keep their weight
     assert float(b.opacity.max()) > 0.5  # the run sees something
+    # the earlier stop (this barely trained run has few opaque rays: test_inference_stop_... below)
+    assert full.n_samples >= a.n_samples
+    assert torch.all((a.opacity - full.opacity).abs() <= stop + 1e-5)
+    assert torch.all((a.rgb - full.rgb).abs().amax(dim=-1) <= skipped + stop + 1e-5)
 
 
 def _skipped_weight(renderer: Renderer, origins, directions):  # -> [N]
@@ -106,12 +118,71 @@ def _skipped_weight(renderer: Renderer, origins, directions):  # -> [N]
         def sigma_fn(t0, t1, ids):
             return field.query_density(origins[ids] + directions[ids] * (0.5 * (t0 + t1))[:, None])
 
-        s = renderer._march(origins, directions, sigma_fn)
+        s = renderer._march(origins, directions, sigma_fn, early_stop_eps=renderer.inference_early_stop_eps)
         sigmas = sigma_fn(s.t_starts, s.t_ends, s.ray_indices)
         w = composite(s.t_starts, s.t_ends, s.ray_indices, sigmas, sigmas.new_zeros(len(s), 3), s.n_rays).weights
     heaviest = w.new_zeros(s.n_rays).scatter_reduce_(0, s.ray_indices, w, "amax")[s.ray_indices]
     low = torch.where((w <= renderer.color_threshold) & (w < heaviest), w, torch.zeros_like(w))
     return w.new_zeros(s.n_rays).index_add_(0, s.ray_indices, low)
+
+
+class Slab(torch.nn.Module):
+    """An OccupancyField of density `sigma` in the slab |z| < 0.5, colour from position and direction."""
+
+    sampling = "occupancy"
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma = sigma
+
+    def density_and_geometry(self, positions):
+        inside = (positions[:, 2].abs() < 0.5).float()
+        return self.sigma * inside, torch.cat([inside[:, None], positions], dim=-1)
+
+    def encode_directions(self, directions):
+        return directions
+
+    def color(self, geometry, direction_features):
+        return torch.sigmoid(geometry[:, 1:] + direction_features)
+
+    def forward(self, positions, directions):
+        sigmas, geometry = self.density_and_geometry(positions)
+        return sigmas, self.color(geometry, directions)
+
+    def query_density(self, positions):
+        return self.density_and_geometry(positions)[0]
+
+    def parameter_groups(self, weight_decay):
+        return []
+
+    def kernel_backends(self, device):
+        return []
+
+
+def test_inference_stop_drops_only_what_lies_behind_the_colour_threshold():
+    """Rays through an opaque slab: the inference path stops at the colour threshold, earlier than
+    the configured 1e-4, and the pixels move by at most that plus the weight of the samples whose
+    colour it skips."""
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    cfg = SamplerConfig(grid_resolution=16, march_steps=256, early_stop_eps=1e-4)
+    field = Slab(sigma=8.0)
+    assert isinstance(field, OccupancyField)
+    fast = Renderer(field, aabb, cfg)
+    slow = Renderer(OnePass(field), aabb, cfg, grid=fast.grid)
+    g = torch.Generator().manual_seed(0)
+    origins = torch.cat([torch.rand(64, 2, generator=g) - 0.5, torch.full((64, 1), 2.0)], dim=-1)
+    directions = torch.nn.functional.normalize(
+        torch.cat([0.3 * (torch.rand(64, 2, generator=g) - 0.5), -torch.ones(64, 1)], dim=-1), dim=-1)
+    background = torch.tensor([0.0, 0.5, 1.0])
+    with torch.no_grad():
+        a = fast.render_rays(origins, directions, background)
+        b = slow.render_rays(origins, directions, background)
+    assert fast.inference_early_stop_eps == fast.color_threshold > cfg.early_stop_eps
+    assert a.n_samples < 0.8 * b.n_samples  # the stop came earlier on every ray
+    assert float(b.opacity.min()) > 1 - 1e-3  # the slab is opaque
+    assert torch.all(b.opacity - a.opacity <= fast.color_threshold)
+    skipped = _skipped_weight(fast, origins, directions)
+    assert torch.all((a.rgb - b.rgb).abs().amax(dim=-1) <= skipped + fast.color_threshold + 1e-6)
 
 
 def test_inference_path_on_rays_that_miss_everything():
