@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from nerf.allocator import tune_malloc
-from nerf.denormals import flush_denormals
 from nerf.config import Config
+from nerf.denormals import flush_denormals
 from nerf.errors import CheckpointError, ConfigError
 from nerf.jobs.run import prepare_scene
 from nerf.train.checkpoint import load_newest_readable

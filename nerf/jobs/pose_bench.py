@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from nerf.allocator import tune_malloc
-from nerf.denormals import flush_denormals
 from nerf.config import Config
+from nerf.denormals import flush_denormals
 from nerf.errors import ConfigError
 from nerf.jobs.run import prepare_scene
 from nerf.train.pose_refine import perturb_poses, pose_errors

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from nerf.allocator import tune_malloc
-from nerf.denormals import flush_denormals
 from nerf.config import Config, load_config_file
 from nerf.datasets import load_scene
 from nerf.datasets.scene import Scene
+from nerf.denormals import flush_denormals
 from nerf.errors import CheckpointError
 from nerf.fields import build_field
 from nerf.render.renderer import Renderer

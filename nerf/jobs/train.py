@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from nerf import distributed
 from nerf.allocator import tune_malloc
-from nerf.denormals import flush_denormals
 from nerf.config import Config, RenderConfig
 from nerf.datasets.normalize import camera_layout
+from nerf.denormals import flush_denormals
 from nerf.export.mesh import MeshConfig
 from nerf.export.nerfstudio import write_dataparser_transforms
 from nerf.jobs.mesh import MeshJobConfig, export_mesh
