@@ -203,7 +203,7 @@ class TrainConfig:
     keep_checkpoints: int = option(3, at_least=1)  # newest checkpoints kept
     render_chunk: int = option(16384, at_least=1)  # rays per chunk when rendering full images (16384: fox views 3.08 s against 3.42 s at 65536, cache-resident chunks)
     pose_refine: bool = False  # learn a rigid correction of each training camera's pose (for imperfect poses, e.g. COLMAP's)
-    pose_lr: float = option(5e-4, above=0.0)  # Adam learning rate of the pose corrections (same warm-up and decay as lr)
+    pose_lr: float = option(2e-4, above=0.0)  # Adam learning rate of the pose corrections (same warm-up and decay as lr; docs/DESIGN.md)
 
 
 @dataclass(frozen=True)
