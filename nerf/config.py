@@ -204,6 +204,7 @@ class TrainConfig:
     render_chunk: int = option(16384, at_least=1)  # rays per chunk when rendering full images (16384: fox views 3.08 s against 3.42 s at 65536, cache-resident chunks)
     pose_refine: bool = False  # learn a rigid correction of each training camera's pose (for imperfect poses, e.g. COLMAP's)
     pose_lr: float = option(2e-4, above=0.0)  # Adam learning rate of the pose corrections (same warm-up and decay as lr; docs/DESIGN.md)
+    pose_align_steps: int = option(150, at_least=0)  # with pose_refine: Adam steps fitting each held-out view's pose to its photo before it is scored (0 = score at the given poses; nerf/train/pose_align.py)
 
 
 @dataclass(frozen=True)

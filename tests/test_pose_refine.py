@@ -136,11 +136,14 @@ def test_pose_refinement_recovers_a_perturbed_toy_scene(tiny_scene, tmp_path):
 def test_pose_corrections_are_checkpointed_resumed_and_written(tiny_scene_path, tmp_path):
     from nerf.jobs.train import run_training_job
 
-    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True)
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True, pose_align_steps=2)
     first = run_training_job(cfg, quiet=True)
     trainer = first["trainer"]
     delta = trainer.poses.delta.detach().clone()
     assert delta.abs().max() > 0
+    lines = [json.loads(line) for line in (first["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+    [final] = [line for line in lines if line["kind"] == "eval"]  # held-out views scored aligned and as given
+    assert {"psnr", "psnr_given_poses", "ssim_given_poses"} <= final.keys()
     record = json.loads((first["run_dir"] / REFINED_POSES).read_text())
     assert record["step"] == 10 and len(record["frames"]) == len(trainer.train_ids)
     refined = torch.tensor([f["c2w_refined"] for f in record["frames"]])
@@ -201,13 +204,28 @@ def test_a_refined_run_renders_from_its_refined_poses(tiny_scene_path, tmp_path)
     from nerf.jobs.run import load_trained_run
     from nerf.jobs.train import run_training_job
 
-    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True)
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True, pose_align_steps=0)
     first = run_training_job(cfg, quiet=True)
     trainer = first["trainer"]
     run = load_trained_run(first["run_dir"], "cpu")
     expected = refined_cameras(trainer.cameras, trainer.train_ids, trainer.poses.delta.detach())
     torch.testing.assert_close(run.scene.cameras.c2w, expected.c2w, rtol=0.0, atol=1e-6)
     assert not torch.allclose(run.scene.cameras.c2w, first["scene"].cameras.c2w)
+    lines = [json.loads(line) for line in (first["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+    [final] = [line for line in lines if line["kind"] == "eval"]
+    assert "psnr_given_poses" not in final  # pose_align_steps 0: scored at the given poses only
+
+
+def test_render_scores_a_refined_runs_test_views_aligned_and_as_given(tiny_scene_path, tmp_path):
+    from nerf.jobs.render import render_test_split
+    from nerf.jobs.run import load_trained_run
+    from nerf.jobs.train import run_training_job
+
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True, pose_align_steps=2)
+    run = load_trained_run(run_training_job(cfg, quiet=True)["run_dir"], "cpu")
+    result = render_test_split(run, tmp_path / "out", progress=False)
+    assert {"psnr_given_poses", "ssim_given_poses"} <= result.keys()
+    assert all("psnr_given_pose" in v for v in result["per_view"])
 
 
 def test_a_run_whose_pose_corrections_do_not_fit_its_scene_is_refused(tiny_scene_path, tmp_path):
@@ -217,7 +235,7 @@ def test_a_run_whose_pose_corrections_do_not_fit_its_scene_is_refused(tiny_scene
     from nerf.jobs.run import load_trained_run
     from nerf.jobs.train import run_training_job
 
-    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True)
+    cfg = tiny_config(tmp_path, tiny_scene_path, steps=10, pose_refine=True, pose_align_steps=0)
     first = run_training_job(cfg, quiet=True)
     n_train = len(first["trainer"].train_ids)
     [path] = sorted((first["run_dir"] / "checkpoints").glob("*.pt"))[-1:]

@@ -34,6 +34,7 @@ from nerf.export.video import colorize_depth, write_frames, write_video
 from nerf.frames import to_uint8_frame
 from nerf.jobs.run import TrainedRun
 from nerf.rotations import mean_up
+from nerf.train.pose_align import AlignSettings, aligned_cameras
 
 EMPTY_OPACITY = 0.01  # a path whose every pixel stays below this opacity shows nothing
 
@@ -80,7 +81,9 @@ def run_render_job(cfg: RenderConfig) -> None:
 
 
 def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict:
-    """Render every test view; write images and per-view PSNR/SSIM (test_metrics.json)."""
+    """Render every test view; write images and per-view PSNR/SSIM (test_metrics.json). A run
+    that refined its poses scores each view after fitting its pose to its photo, and also at its
+    given pose (`psnr_given_poses`), as its training job did (nerf/train/pose_align.py)."""
     scene, renderer = run.scene, run.renderer
     ids = scene.splits.get("test")
     if ids is None or len(ids) == 0:
@@ -88,8 +91,16 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
     cams = scene.cameras.to(renderer.aabb.device)
     mine = [ids.tolist()[k] for k in distributed.shard(len(ids))]  # this rank's views
     lpips = OptionalLPIPS(renderer.aabb.device)
+    given = None
+    steps = run.cfg.train.pose_align_steps
+    if run.cfg.train.pose_refine and steps > 0:  # the trainer's protocol: each view fitted to the refined frame first
+        given = score_views(renderer, scene, cams, mine, run.cfg.train.render_chunk)
+        cams = aligned_cameras(renderer, scene, cams, mine, AlignSettings(steps=steps))
     per_view = score_views(renderer, scene, cams, mine, run.cfg.train.render_chunk, out / "test",
                            "test", progress, lpips)
+    if given is not None:
+        for v, g in zip(per_view, given):
+            v["psnr_given_pose"], v["ssim_given_pose"] = g["psnr"], g["ssim"]
     gathered = distributed.gather_to_main(per_view)
     if gathered is None:
         return {}
@@ -99,6 +110,10 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
         "psnr": float(np.mean([v["psnr"] for v in per_view])),
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
         **lpips.summary(per_view),
+        **({} if given is None else {
+            "psnr_given_poses": float(np.mean([v["psnr_given_pose"] for v in per_view])),
+            "ssim_given_poses": float(np.mean([v["ssim_given_pose"] for v in per_view])),
+        }),
         "per_view": per_view,
     }
     write_text_atomic(out / "test_metrics.json", json.dumps(result, indent=1))

@@ -22,10 +22,11 @@ Training rays are generated from the given poses and then corrected, in world co
 
 Held-out views were never trained, so they keep their given poses. A run's renders
 (`refined_cameras`: evaluation, test views, videos, meshes) put each training camera at its
-refined pose. Moving the held-out cameras by the common rigid motion of the corrections (a
-least-squares fit of the refined training poses onto the given ones, as pose-refinement papers
-align before scoring) was measured on lego_200 and left out: +0.48 dB after 150 s, -0.23 dB after
-600 s (docs/DESIGN.md).
+refined pose. Scoring a held-out view first fits its pose to its photo under the trained field
+(nerf/train/pose_align.py, BARF's protocol), because the refined frame can sit a few hundredths of
+a degree from the given one. Moving the held-out cameras by the common rigid motion of the
+corrections instead (a least-squares fit of the refined training poses onto the given ones) was
+measured on lego_200 and left out: +0.48 dB after 150 s, -0.23 dB after 600 s (docs/DESIGN.md).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable, remove_stale_temporaries, save_checkpoint
 from nerf.train.metrics_log import MetricsLog
+from nerf.train.pose_align import AlignSettings, aligned_cameras
 from nerf.train.pose_refine import PoseRefinement, checked_delta, pose_errors, refined_cameras
 
 
@@ -362,8 +363,13 @@ class Trainer:
     # --- evaluation ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", max_views: int = 0, image_dir: Path | None = None) -> dict:
-        """PSNR/SSIM (LPIPS when available) on held-out views; logged to metrics.jsonl ("eval")."""
+    def evaluate(self, split: str = "test", max_views: int = 0, image_dir: Path | None = None,
+                 align: bool | None = None) -> dict:
+        """PSNR/SSIM (LPIPS when available) on held-out views; logged to metrics.jsonl ("eval").
+
+        `align` (default: when the run refines its poses and `pose_align_steps` > 0) first fits each held-out view's pose to
+        its photo (nerf/train/pose_align.py); the record then also holds the scores at the given
+        poses (`psnr_given_poses`, `ssim_given_poses`)."""
         ids = self.scene.splits.get(split)
         if ids is None or len(ids) == 0:
             ids, split = self.scene.splits["train"], "train"
@@ -371,9 +377,15 @@ class Trainer:
         start = time.perf_counter()
         self._lpips = self._lpips or OptionalLPIPS(self.device)
         cameras = self.cameras
+        given = None  # scores of held-out views at their given poses, when they are aligned first
         if self.poses is not None:  # training views (evaluated when there is no held-out split) at their refined poses
             cameras = refined_cameras(cameras, self.train_ids, self.poses.delta.detach())
         with self._ema_weights():
+            steps = self.cfg.train.pose_align_steps
+            if (self.poses is not None and steps > 0 if align is None else align) and split != "train":
+                given = score_views(self.renderer, self.scene, cameras, ids.tolist(), self.cfg.train.render_chunk)
+                cameras = aligned_cameras(self.renderer, self.scene, cameras, ids.tolist(),
+                                          AlignSettings(steps=max(steps, 1)))
             values = score_views(self.renderer, self.scene, cameras, ids.tolist(),
                                  self.cfg.train.render_chunk, image_dir, split, progress=not self.quiet,
                                  lpips=self._lpips)
@@ -382,14 +394,19 @@ class Trainer:
             "psnr": sum(v["psnr"] for v in values) / len(values),
             "ssim": sum(v["ssim"] for v in values) / len(values),
             **self._lpips.summary(values),
+            **({} if given is None else {
+                "psnr_given_poses": sum(v["psnr"] for v in given) / len(given),
+                "ssim_given_poses": sum(v["ssim"] for v in given) / len(given),
+            }),
             "train_seconds": round(self.elapsed, 2),
             "eval_seconds": round(time.perf_counter() - start, 2),
         }
         if self.log is not None:
             self.log.evaluation(record)
         if not self.quiet:
+            aligned = "" if given is None else f"; poses aligned, {record['psnr_given_poses']:.2f} dB at the given poses"
             print(f"step {self.step}: {split} PSNR {record['psnr']:.2f} dB, SSIM {record['ssim']:.4f} "
-                  f"({len(values)} views)")
+                  f"({len(values)} views{aligned})")
         return record
 
     @contextmanager
