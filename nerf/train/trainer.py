@@ -367,9 +367,9 @@ class Trainer:
                  align: bool | None = None) -> dict:
         """PSNR/SSIM (LPIPS when available) on held-out views; logged to metrics.jsonl ("eval").
 
-        `align` (default: when the run refines its poses and `pose_align_steps` > 0) first fits each held-out view's pose to
-        its photo (nerf/train/pose_align.py); the record then also holds the scores at the given
-        poses (`psnr_given_poses`, `ssim_given_poses`)."""
+        `align` (default: when the run refines its poses and `pose_align_steps` > 0) first fits
+        each held-out view's pose to its photo (nerf/train/pose_align.py); the record then also
+        holds the scores at the given poses (`psnr_given_poses`, `ssim_given_poses`)."""
         ids = self.scene.splits.get(split)
         if ids is None or len(ids) == 0:
             ids, split = self.scene.splits["train"], "train"
@@ -385,7 +385,7 @@ class Trainer:
             if (self.poses is not None and steps > 0 if align is None else align) and split != "train":
                 given = score_views(self.renderer, self.scene, cameras, ids.tolist(), self.cfg.train.render_chunk)
                 cameras = aligned_cameras(self.renderer, self.scene, cameras, ids.tolist(),
-                                          AlignSettings(steps=max(steps, 1)))
+                                          AlignSettings(steps=steps) if steps > 0 else AlignSettings())
             values = score_views(self.renderer, self.scene, cameras, ids.tolist(),
                                  self.cfg.train.render_chunk, image_dir, split, progress=not self.quiet,
                                  lpips=self._lpips)
