@@ -34,7 +34,7 @@ from nerf.export.video import colorize_depth, write_frames, write_video
 from nerf.frames import to_uint8_frame
 from nerf.jobs.run import TrainedRun
 from nerf.rotations import mean_up
-from nerf.train.pose_align import AlignSettings, aligned_cameras
+from nerf.train.pose_align import aligned_cameras, held_out_alignment
 
 EMPTY_OPACITY = 0.01  # a path whose every pixel stays below this opacity shows nothing
 
@@ -92,10 +92,10 @@ def render_test_split(run: TrainedRun, out: Path, progress: bool = True) -> dict
     mine = [ids.tolist()[k] for k in distributed.shard(len(ids))]  # this rank's views
     lpips = OptionalLPIPS(renderer.aabb.device)
     given = None
-    steps = run.cfg.train.pose_align_steps
-    if run.cfg.train.pose_refine and steps > 0:  # the trainer's protocol: each view fitted to the refined frame first
+    alignment = held_out_alignment(run.cfg.train)  # the trainer's protocol
+    if alignment is not None:
         given = score_views(renderer, scene, cams, mine, run.cfg.train.render_chunk)
-        cams = aligned_cameras(renderer, scene, cams, mine, AlignSettings(steps=steps))
+        cams = aligned_cameras(renderer, scene, cams, mine, alignment)
     per_view = score_views(renderer, scene, cams, mine, run.cfg.train.render_chunk, out / "test",
                            "test", progress, lpips)
     if given is not None:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from nerf.cameras import Cameras
+from nerf.config import TrainConfig
 from nerf.train.pose_refine import PoseRefinement, refined_c2w
 
 
@@ -34,6 +35,15 @@ class AlignSettings:
     lr: float = 5e-4  # radians / scene units per step at the start
     lr_final_factor: float = 0.05  # exponential decay to lr * this at the last step
     seed: int = 0
+
+
+def held_out_alignment(train: TrainConfig, force: bool | None = None) -> AlignSettings | None:
+    """How a run's held-out views are aligned before scoring: with `pose_refine` and
+    `pose_align_steps` > 0 (or when `force` says so), else None (scored at their given poses)."""
+    steps = train.pose_align_steps
+    if not (train.pose_refine and steps > 0 if force is None else force):
+        return None
+    return AlignSettings(steps=steps) if steps > 0 else AlignSettings()
 
 
 def align_view(
@@ -48,47 +58,32 @@ def align_view(
     dev = renderer.aabb.device
     h, w = target.shape[:2]
     target = target.to(dev).reshape(-1, 3)
+    background = background.to(dev)
     poses = PoseRefinement(cameras.c2w[index:index + 1].to(dev))
     optimizer = torch.optim.Adam(poses.parameters(), lr=settings.lr)
+    generator = torch.Generator(device=dev).manual_seed(settings.seed)
+    camera = torch.full((settings.rays,), index, dtype=torch.long, device=dev)
+    zeros = torch.zeros(settings.rays, dtype=torch.long, device=dev)  # the one camera `poses` corrects
     params = list(renderer.parameters())
     frozen = [p.requires_grad for p in params]
     try:
         for p in params:
             p.requires_grad_(False)
         with torch.enable_grad():  # callers score views under no_grad
-            _fit(renderer, cameras, poses, optimizer, target, background.to(dev), h, w, index, settings)
+            for step in range(settings.steps):
+                decay = settings.lr_final_factor ** (step / max(settings.steps - 1, 1))
+                optimizer.param_groups[0]["lr"] = settings.lr * decay
+                pix = torch.randint(0, h * w, (settings.rays,), device=dev, generator=generator)
+                origins, directions = poses(zeros, *cameras.pixel_rays(camera, pix % w, pix // w))
+                rgb = renderer.render_rays(origins, directions, background).rgb
+                loss = torch.nn.functional.mse_loss(rgb, target[pix])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
     finally:
         for p, g in zip(params, frozen):
             p.requires_grad_(g)
     return refined_c2w(poses.given, poses.delta.detach())[0]
-
-
-def _fit(
-    renderer,
-    cameras: Cameras,
-    poses: PoseRefinement,  # one camera: view `index`
-    optimizer: torch.optim.Optimizer,
-    target: Tensor,  # [h * w, 3]
-    background: Tensor,  # [3]
-    h: int,
-    w: int,
-    index: int,
-    settings: AlignSettings,
-) -> None:
-    dev = target.device
-    generator = torch.Generator(device=dev).manual_seed(settings.seed)
-    camera = torch.full((settings.rays,), index, dtype=torch.long, device=dev)
-    zeros = torch.zeros(settings.rays, dtype=torch.long, device=dev)
-    for step in range(settings.steps):
-        optimizer.param_groups[0]["lr"] = settings.lr * settings.lr_final_factor ** (step / max(settings.steps - 1, 1))
-        pix = torch.randint(0, h * w, (settings.rays,), device=dev, generator=generator)
-        origins, directions = cameras.pixel_rays(camera, pix % w, pix // w)
-        origins, directions = poses(zeros, origins, directions)
-        rgb = renderer.render_rays(origins, directions, background).rgb
-        loss = torch.nn.functional.mse_loss(rgb, target[pix])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
 
 def aligned_cameras(

@@ -36,7 +36,7 @@ from nerf.fields import build_field
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable, remove_stale_temporaries, save_checkpoint
 from nerf.train.metrics_log import MetricsLog
-from nerf.train.pose_align import AlignSettings, aligned_cameras
+from nerf.train.pose_align import aligned_cameras, held_out_alignment
 from nerf.train.pose_refine import PoseRefinement, checked_delta, pose_errors, refined_cameras
 
 
@@ -381,11 +381,10 @@ class Trainer:
         if self.poses is not None:  # training views (evaluated when there is no held-out split) at their refined poses
             cameras = refined_cameras(cameras, self.train_ids, self.poses.delta.detach())
         with self._ema_weights():
-            steps = self.cfg.train.pose_align_steps
-            if (self.poses is not None and steps > 0 if align is None else align) and split != "train":
+            alignment = held_out_alignment(self.cfg.train, align) if split != "train" else None
+            if alignment is not None:
                 given = score_views(self.renderer, self.scene, cameras, ids.tolist(), self.cfg.train.render_chunk)
-                cameras = aligned_cameras(self.renderer, self.scene, cameras, ids.tolist(),
-                                          AlignSettings(steps=steps) if steps > 0 else AlignSettings())
+                cameras = aligned_cameras(self.renderer, self.scene, cameras, ids.tolist(), alignment)
             values = score_views(self.renderer, self.scene, cameras, ids.tolist(),
                                  self.cfg.train.render_chunk, image_dir, split, progress=not self.quiet,
                                  lpips=self._lpips)
