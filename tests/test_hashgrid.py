@@ -342,3 +342,44 @@ def test_numba_position_gradient_matches_torch(n_features):
     ref = _encode_position_grad_torch(x, table, v, levels)
     torch.testing.assert_close(encode_position_grad(x, table, v, levels), ref, **POSITION_NUMBA_TOL)
     assert encode_position_grad(x[:0], table, v[:0], levels).shape == (0, 3)
+
+
+# Features encoded earlier (the marcher's density queries) and handed back to the gradient pass.
+@pytest.mark.parametrize("backend", [b for b in ("torch", "numba") if b in available_hashgrid_backends()])
+def test_precomputed_features_get_the_encodings_gradients(backend):
+    torch.manual_seed(2)
+    grid = HashGrid(n_levels=4, n_features=2, log2_table_size=8, base_resolution=4, max_resolution=32, backend=backend)
+    with torch.no_grad():
+        grid.params.uniform_(-1.0, 1.0)
+    assert grid.takes_features(torch.device("cpu"))
+    x = torch.rand(300, 3)
+    x[:2] = torch.tensor([[-0.2, 0.5, 1.4], [float("nan"), 0.3, 0.7]])  # clamped, NaN: as the encoding
+    v = torch.randn(300, grid.out_dim)
+    with torch.no_grad():
+        features = grid(x)
+    xg, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    reused = grid(xg, features)
+    fresh = grid(xr)
+    torch.testing.assert_close(reused, fresh, rtol=0.0, atol=0.0)
+    pos_grad, table_grad = torch.autograd.grad((reused * v).sum(), (xg, grid.params))
+    pos_ref, table_ref = torch.autograd.grad((fresh * v).sum(), (xr, grid.params))
+    torch.testing.assert_close(table_grad, table_ref, rtol=0.0, atol=0.0)  # the same kernel on the same inputs
+    torch.testing.assert_close(pos_grad, pos_ref, rtol=0.0, atol=0.0)
+    assert table_grad.abs().sum() > 0 and pos_grad.abs().sum() > 0
+
+
+def test_precomputed_features_are_checked():
+    grid = HashGrid(n_levels=2, n_features=2, log2_table_size=8, base_resolution=4, max_resolution=16, backend="torch")
+    x = torch.rand(5, 3)
+    with pytest.raises(ValueError, match=r"\[5, 4\]"):
+        grid(x, torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="with gradient"):
+        grid(x, grid(x))  # carries the table's gradient already: it would be counted twice
+
+
+@pytest.mark.skipif("triton" not in available_hashgrid_backends(), reason="triton cannot run here")
+def test_triton_takes_no_precomputed_features():
+    grid = HashGrid(n_levels=2, n_features=2, log2_table_size=8, base_resolution=4, max_resolution=16, backend="triton")
+    assert not grid.takes_features(torch.device("cpu"))
+    with pytest.raises(ValueError, match="cannot take precomputed"):
+        grid(torch.rand(4, 3), torch.zeros(4, 4))

@@ -18,6 +18,12 @@ trilinear blend, one function for every backend (`encode_position_grad`, numba o
 
 zero where x_a was clamped (outside [0, 1]), and piecewise constant in x like the blend itself.
 
+`HashGrid.forward(positions, features)` takes back features this grid encoded earlier, without
+gradient, from the same positions and table (a training step's marcher asks the densities of
+the very samples it then back-propagates through): nothing is encoded again, and the backward
+is the encoding's. The numba and torch backends can (`takes_features`); their table gradient is
+a function of its own.
+
 Backends, same signature `hash_encode(positions, table, levels) -> [N, L*F]`:
     "torch"  this module (the specification; runs anywhere, the CPU training path)
     "triton" `nerf.encodings.hashgrid_triton` (fused kernels; CPU tensors under TRITON_INTERPRET=1)
@@ -32,6 +38,7 @@ every call. The table gradient is one `index_add_` per chunk with each F=2 row v
 complex number, the fastest exact variant measured by tools/benchmark_hashgrid.py.
 """
 
+import functools
 import importlib
 
 import torch
@@ -255,6 +262,23 @@ class _PositionGradient(torch.autograd.Function):
         return v_pos.to(positions.dtype), v_features, None, None
 
 
+class _Precomputed(torch.autograd.Function):
+    """Features encoded earlier (without gradient) from the same positions and table, given the
+    table's gradient: the forward returns them as they are, the backward is the encoding's."""
+
+    @staticmethod
+    def forward(ctx, positions, table, features, table_grad):  # table_grad: (positions, v_features) -> [E, F]
+        ctx.save_for_backward(positions.detach().to(table.dtype).nan_to_num(0.0).clamp(0.0, 1.0).contiguous())
+        ctx.table_grad = table_grad
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, v_features):
+        (positions,) = ctx.saved_tensors
+        v_table = ctx.table_grad(positions, v_features) if ctx.needs_input_grad[1] else None
+        return None, v_table, None, None
+
+
 class _HashEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, positions, table, levels):
@@ -352,15 +376,46 @@ class HashGrid(nn.Module):
         auto = ("tcnn", "triton", "numba") if self.params.dtype == torch.float32 else ()
         return backends.resolve(self.backend, KERNEL_BACKENDS, device, "hash grid", auto=auto)
 
-    def forward(self, positions: Tensor) -> Tensor:  # [N, 3] -> [N, L*F] float32
+    def takes_features(self, device: torch.device) -> bool:
+        """Whether `forward` on `device` can take features encoded earlier (the backends whose
+        table gradient is a function of its own here: numba and torch)."""
+        return self.resolve_backend(device) in ("numba", "torch")
+
+    def forward(
+        self,
+        positions: Tensor,  # [N, 3]
+        features: Tensor | None = None,  # [N, L*F] this grid's encoding of `positions`, without gradient
+    ) -> Tensor:  # [N, L*F] float32
+        """The encoding of `positions`, with the table's gradient (and the positions', when they
+        require one). With `features` (computed by this grid from the same positions and table,
+        e.g. while marching) nothing is encoded again: they are returned with the gradient the
+        encoding would give them (`takes_features` says which backends can)."""
         if positions.dim() != 2 or positions.shape[1] != 3 or not positions.is_floating_point():
             raise ValueError(f"HashGrid expects float positions [N, 3], got {tuple(positions.shape)} {positions.dtype}")
         if positions.device != self.params.device:
             raise ValueError(f"HashGrid: positions on {positions.device}, parameters on {self.params.device}")
-        features = self._encode(positions)
+        if features is None:
+            features = self._encode(positions)
+        else:
+            features = self._precomputed(positions, features)
         if positions.requires_grad and torch.is_grad_enabled():
             features = _PositionGradient.apply(positions, features, self.table, self.levels)
         return features
+
+    def _precomputed(self, positions: Tensor, features: Tensor) -> Tensor:  # [N, 3], [N, L*F] -> [N, L*F]
+        if features.shape != (positions.shape[0], self.out_dim) or features.requires_grad:
+            raise ValueError(f"HashGrid: precomputed features must be [{positions.shape[0]}, {self.out_dim}] "
+                             f"without gradient, got {list(features.shape)}"
+                             f"{' with gradient' if features.requires_grad else ''}")
+        backend = self.resolve_backend(positions.device)
+        if backend == "numba":
+            numba_module = importlib.import_module("nerf.encodings.hashgrid_numba")
+            table_grad = functools.partial(numba_module.encode_table_grad, levels=self.levels)
+        elif backend == "torch":
+            table_grad = functools.partial(_encode_table_grad, levels=self.levels, dtype=self.table.dtype)
+        else:
+            raise ValueError(f"HashGrid: the {backend} backend cannot take precomputed features (see takes_features)")
+        return _Precomputed.apply(positions, self.table, features, table_grad)
 
     def _encode(self, positions: Tensor) -> Tensor:  # [N, 3] -> [N, L*F], the table's gradient only
         backend = self.resolve_backend(positions.device)

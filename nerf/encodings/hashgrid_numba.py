@@ -229,11 +229,7 @@ class _NumbaHashEncode(torch.autograd.Function):
         (positions,) = ctx.saved_tensors
         if not ctx.needs_input_grad[1]:
             return None, None, None
-        levels = ctx.levels
-        v_table = torch.zeros(levels.n_entries, levels.n_features, dtype=torch.float32)
-        _backward_kernel(positions.numpy(), v_out.float().contiguous().numpy(), *_level_arrays(levels),
-                         v_table.numpy())
-        return None, v_table, None
+        return None, encode_table_grad(positions, v_out, ctx.levels), None
 
 
 def hash_encode(
@@ -243,6 +239,18 @@ def hash_encode(
 ) -> Tensor:  # [N, L*F] float32
     """Encode positions with the numba kernels (see the module docstring)."""
     return _NumbaHashEncode.apply(positions, table, levels)
+
+
+def encode_table_grad(
+    positions: Tensor,  # [N, 3] float32 in [0, 1] (already clamped, NaN-free), CPU
+    v_out: Tensor,  # [N, L*F] cotangent of the features
+    levels: HashGridLevels,
+) -> Tensor:  # [E, F] float32
+    """The table's gradient of the encoding: the backward of `hash_encode`, also used for
+    features computed earlier at the same positions (`HashGrid.forward(positions, features)`)."""
+    v_table = torch.zeros(levels.n_entries, levels.n_features, dtype=torch.float32)
+    _backward_kernel(positions.numpy(), v_out.float().contiguous().numpy(), *_level_arrays(levels), v_table.numpy())
+    return v_table
 
 
 def encode_position_grad(

@@ -103,16 +103,31 @@ class NGPField(nn.Module):
         inside = ((x >= 0) & (x <= 1)).all(dim=-1)
         return x.clamp(0.0, 1.0), inside
 
-    def density_and_geometry(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def density_and_geometry(
+        self,
+        positions: Tensor,  # [S, 3]
+        features: Tensor | None = None,  # [S, L*F] from density_and_features at these positions
+    ) -> tuple[Tensor, Tensor]:
         """Density [S] and the density MLP's output [S, 1 + F] (the colour MLP's geometry input)."""
         x, inside = self._unit(positions)
-        h = self.density_mlp(self.encoding(x)).float()  # [S, 1 + F]
+        h = self.density_mlp(self.encoding(x, features)).float()  # [S, 1 + F]
         sigmas = trunc_exp(h[:, 0])
         return (sigmas if inside is None else sigmas * inside), h
 
     def query_density(self, positions: Tensor) -> Tensor:  # [S, 3] -> [S]
         """Volume density at world positions."""
         return self.density_and_geometry(positions)[0]
+
+    def density_and_features(self, positions: Tensor) -> tuple[Tensor, Tensor | None]:  # [S, 3] -> [S], [S, L*F]
+        """Density without gradient, and the hash features behind it for a gradient pass over the
+        same positions before the parameters change (`forward(..., features=)`, which then
+        encodes nothing again); None where the grid's backend cannot take them back."""
+        with torch.no_grad():
+            x, inside = self._unit(positions)
+            features = self.encoding(x)
+            sigmas = trunc_exp(self.density_mlp(features).float()[:, 0])
+        sigmas = sigmas if inside is None else sigmas * inside
+        return sigmas, (features if self.encoding.takes_features(positions.device) else None)
 
     def encode_directions(self, directions: Tensor) -> Tensor:  # [N, 3] unit -> [N, sh_degree^2]
         """The view-direction encoding (spherical harmonics), once per ray on the inference path."""
@@ -141,9 +156,10 @@ class NGPField(nn.Module):
         positions: Tensor,  # [S, 3]
         directions: Tensor,  # [S, 3] unit
         image_ids: Tensor | None = None,  # [S] int64 training-image indices (appearance)
+        features: Tensor | None = None,  # [S, L*F] from density_and_features at these positions
     ) -> tuple[Tensor, Tensor]:  # sigmas [S], rgbs [S, 3]
         """Density and view-dependent colour at world positions."""
-        sigmas, h = self.density_and_geometry(positions)
+        sigmas, h = self.density_and_geometry(positions, features)
         return sigmas, self.color(h, self.encode_directions(directions), image_ids)
 
     def kernel_backends(self, device: torch.device) -> list[str]:

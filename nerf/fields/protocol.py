@@ -71,3 +71,15 @@ class OccupancyField(RadianceField, Protocol):
         """Colour from geometry features and encoded directions; field(p, d) equals
         (sigmas, color(geometry, encode_directions(d))) for (sigmas, geometry) at p."""
         ...
+
+
+@runtime_checkable
+class FeatureReuseField(OccupancyField, Protocol):
+    """An occupancy field whose gradient pass can reuse what a density query computed: the
+    trainer's marcher asks densities of the samples it then back-propagates through, so the
+    field's encoding of them is computed once (the hash grid's, on its numba and torch backends)."""
+
+    def density_and_features(self, positions: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Density [S] without gradient, and features [S, C] that `field(positions, directions,
+        features=...)` takes back while the parameters are unchanged (None: nothing to reuse)."""
+        ...

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from nerf.cameras import Cameras
 from nerf.config import SamplerConfig
 from nerf.fields.ngp import ngp_step_size
-from nerf.fields.protocol import SAMPLING_KINDS, OccupancyField, RadianceField
+from nerf.fields.protocol import SAMPLING_KINDS, FeatureReuseField, OccupancyField, RadianceField
 from nerf.render.composite import composite
 from nerf.render.vanilla import render_rays_vanilla
 from nerf.sampling.march import march
@@ -95,6 +95,8 @@ class Renderer(nn.Module):
             return self._render_inference(origins, directions, background)
         field = self.field
         fused = not torch.is_grad_enabled()  # a field without the split calls: both in one pass
+        # the gradient pass takes back the features the marcher's density queries computed
+        reuse = not fused and isinstance(field, FeatureReuseField)
 
         def sigma_fn(t_starts, t_ends, ray_ids):
             t_mid = 0.5 * (t_starts + t_ends)
@@ -102,15 +104,19 @@ class Renderer(nn.Module):
             if fused:
                 sig, rgb = field(positions, directions[ray_ids])
                 return sig, torch.cat([sig[:, None], rgb], dim=-1)
+            if reuse:
+                sig, features = field.density_and_features(positions)
+                return sig if features is None else (sig, features)
             return field.query_density(positions)
 
         samples = self._march(origins, directions, sigma_fn, train, generator)
-        if samples.payload is not None:
+        if fused and samples.payload is not None:
             sigmas, rgbs = samples.payload[:, 0], samples.payload[:, 1:]
         else:
             positions = samples.positions(origins, directions)
             extra = () if image_ids is None else (image_ids[samples.ray_indices],)
-            sigmas, rgbs = (field_forward or field)(positions, directions[samples.ray_indices], *extra)
+            reused = {} if samples.payload is None else {"features": samples.payload}
+            sigmas, rgbs = (field_forward or field)(positions, directions[samples.ray_indices], *extra, **reused)
         out = composite(
             samples.t_starts, samples.t_ends, samples.ray_indices, sigmas, rgbs,
             samples.n_rays, background, backend=self.cfg.composite_backend,
