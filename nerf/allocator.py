@@ -7,7 +7,7 @@ and freed heap tops are trimmed back to the OS as soon as they exceed 128 KiB. S
 `GLIBC_TUNABLES` made the same steps about twice as fast, but an environment variable must be
 set before the process starts, which users never do. `mallopt` changes the same knobs from
 inside the process; it must run before the first large allocation to matter, so the jobs call
-`tune_malloc()` first thing.
+`tune_malloc()` first thing (through `nerf.process.prepare_process`).
 
     M_MMAP_MAX = 0            no block is served by mmap: large blocks come from the heap and
                               are reused after free, already faulted in

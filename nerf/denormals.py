@@ -11,7 +11,8 @@ Flush-to-zero (FTZ) and denormals-are-zero (DAZ) make those values exact zeros: 
 such an entry is below 1e-20 of the learning rate either way. The mode is a per-thread CPU
 register (MXCSR) that a new thread copies from the thread creating it, so it must be set before
 torch's and numba's thread pools start: the jobs call `flush_denormals()` first thing, beside
-`nerf.allocator.tune_malloc`. CPUs or builds without the mode (torch reports it) change nothing.
+`nerf.allocator.tune_malloc` (`nerf.process.prepare_process`). CPUs or builds without the mode
+(torch reports it) change nothing.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ circle between modules. docs/ARCHITECTURE.md describes the rooms.
 
 Reading from the bottom up: errors and conventions; backend availability, the malloc
 settings, rotations (pure math), 8-bit frames, the command-line runner and atomic file writes;
-configs, cameras, torch.distributed helpers and evaluation metrics; scene loading, encodings and
+configs, cameras, torch.distributed helpers, evaluation metrics and what a job does first; scene loading, encodings and
 ray sampling; the fields; rendering; the four libraries a command
 combines (training, export, super-resolution, structure from motion); `nerf.jobs`, the only
 layer that reaches across training, export and super-resolution; and on top the browser viewer,
@@ -20,7 +20,7 @@ from __future__ import annotations
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("nerf", "nerf.errors", "nerf.conventions", "nerf.layers"),
     ("nerf.backends", "nerf.allocator", "nerf.denormals", "nerf.rotations", "nerf.frames", "nerf.cli", "nerf.atomic"),
-    ("nerf.config", "nerf.cameras", "nerf.distributed", "nerf.evaluation"),
+    ("nerf.config", "nerf.cameras", "nerf.distributed", "nerf.evaluation", "nerf.process"),
     ("nerf.datasets", "nerf.encodings", "nerf.sampling"),
     ("nerf.fields",),
     ("nerf.render",),

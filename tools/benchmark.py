@@ -24,13 +24,11 @@ def main(argv=None) -> None:
 
 def _benchmark(argv) -> None:
     cfg, ns = parse_config(argv, "Benchmark a training configuration.", add_json_option)
-    from nerf.allocator import tune_malloc
-    from nerf.denormals import flush_denormals
     from nerf.jobs.run import prepare_scene
+    from nerf.process import prepare_process
     from nerf.train.trainer import Trainer
 
-    tune_malloc()
-    flush_denormals()  # before torch's and numba's thread pools start
+    prepare_process()  # malloc tuned, denormals flushed: before any large allocation or thread pool
     scene = prepare_scene(cfg)
     print(scene.summary())
     trainer = Trainer(cfg, scene, run_dir=None)

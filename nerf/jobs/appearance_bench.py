@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from nerf.allocator import tune_malloc
-from nerf.denormals import flush_denormals
 from nerf.errors import ConfigError
 from nerf.evaluation.image import psnr
 from nerf.jobs.run import TrainedRun, load_trained_run
+from nerf.process import prepare_process
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,7 @@ def fit_code(run: TrainedRun, o, d, left, photo, settings: FitSettings) -> torch
 def benchmark_appearance(run_dir: str, settings: FitSettings, device: str = "auto") -> dict:
     """Per test view and on average: right-half PSNR with the mean code and with the code fitted
     on the left half (runs with codes), or with the field as it is (runs without)."""
-    tune_malloc()
-    flush_denormals()  # before torch's and numba's thread pools start
+    prepare_process()  # malloc tuned, denormals flushed: before any large allocation or thread pool
     run = load_trained_run(run_dir, device)
     field = run.renderer.field
     has_codes = getattr(field, "appearance", None) is not None

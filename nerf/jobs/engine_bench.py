@@ -27,11 +27,10 @@ from pathlib import Path
 
 import torch
 
-from nerf.allocator import tune_malloc
 from nerf.config import Config
-from nerf.denormals import flush_denormals
 from nerf.errors import CheckpointError, ConfigError
 from nerf.jobs.run import prepare_scene
+from nerf.process import prepare_process
 from nerf.train.checkpoint import load_newest_readable
 from nerf.train.trainer import Trainer
 
@@ -89,8 +88,7 @@ def benchmark_engine(cfg: Config, settings: EngineBenchSettings, progress: bool 
     if min(settings.steps, settings.views, settings.repeats) < 1 or settings.warmup_steps < 0:
         raise ConfigError(f"engine benchmark: steps, views and repeats must be >= 1 and warmup_steps >= 0, "
                           f"got {settings}")
-    tune_malloc()
-    flush_denormals()  # before torch's and numba's thread pools start
+    prepare_process()  # malloc tuned, denormals flushed: before any large allocation or thread pool
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_seconds=0.0, ema_decay=0.0))
     scene = prepare_scene(cfg)
     test = scene.splits.get("test")

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from nerf.allocator import tune_malloc
 from nerf.config import Config
-from nerf.denormals import flush_denormals
 from nerf.errors import ConfigError
 from nerf.jobs.run import prepare_scene
+from nerf.process import prepare_process
 from nerf.train.pose_refine import perturb_poses, pose_errors
 from nerf.train.trainer import Trainer
 
@@ -61,8 +60,7 @@ def _mean_errors(c2w: torch.Tensor, truth: torch.Tensor) -> dict:  # [T, 4, 4] e
 def benchmark_pose_refine(cfg: Config, settings: PoseBenchSettings, progress: bool = True) -> dict:
     """Train the variants (module docstring) one after the other; returns the report dict."""
     _check(settings)
-    tune_malloc()
-    flush_denormals()  # before torch's and numba's thread pools start
+    prepare_process()  # malloc tuned, denormals flushed: before any large allocation or thread pool
     scene = prepare_scene(cfg)
     train = scene.splits["train"]
     truth = scene.cameras.c2w[train]

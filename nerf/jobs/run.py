@@ -8,13 +8,12 @@ from pathlib import Path
 
 import torch
 
-from nerf.allocator import tune_malloc
 from nerf.config import Config, load_config_file
 from nerf.datasets import load_scene
 from nerf.datasets.scene import Scene
-from nerf.denormals import flush_denormals
 from nerf.errors import CheckpointError
 from nerf.fields import build_field
+from nerf.process import prepare_process
 from nerf.render.renderer import Renderer
 from nerf.train.checkpoint import load_newest_readable
 from nerf.train.pose_refine import checked_delta, refined_cameras
@@ -47,8 +46,7 @@ class TrainedRun:
 
 def load_trained_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     """Config, scene and renderer of the newest checkpoint in `run_dir`."""
-    tune_malloc()  # before the first large allocation
-    flush_denormals()  # before torch's and numba's thread pools start
+    prepare_process()  # malloc tuned, denormals flushed: before any large allocation or thread pool
     run_dir = Path(run_dir)
     if not (run_dir / "config.txt").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.txt)")

@@ -6,15 +6,14 @@ import time
 from dataclasses import replace
 
 from nerf import distributed
-from nerf.allocator import tune_malloc
 from nerf.config import Config, RenderConfig
 from nerf.datasets.normalize import camera_layout
-from nerf.denormals import flush_denormals
 from nerf.export.mesh import MeshConfig
 from nerf.export.nerfstudio import write_dataparser_transforms
 from nerf.jobs.mesh import MeshJobConfig, export_mesh
 from nerf.jobs.render import render_path
 from nerf.jobs.run import TrainedRun, prepare_scene, with_absolute_data
+from nerf.process import prepare_process
 from nerf.train.checkpoint import latest_checkpoint
 from nerf.train.rundir import RunLock, drop_backup, open_run_dir, plan_run_dir
 from nerf.train.trainer import StepCallback, Trainer, resolve_device
@@ -33,8 +32,7 @@ def run_training_job(cfg: Config, quiet: bool = False, on_step: StepCallback | N
     Under torchrun every rank trains; rank 0 alone prepares the run directory, evaluates and
     writes the outputs, and the result of the other ranks is None.
     """
-    tune_malloc()  # before the first large allocation
-    flush_denormals()  # before torch's and numba's thread pools start
+    prepare_process()  # malloc tuned, denormals flushed: before any large allocation or thread pool
     start = time.perf_counter()
     cfg = with_absolute_data(cfg)
     exports = _export_configs(cfg)  # their settings are checked now, not after training
