@@ -8,8 +8,8 @@ circle between modules. docs/ARCHITECTURE.md describes the rooms.
 
 Reading from the bottom up: errors and conventions; backend availability, the malloc
 settings, rotations (pure math), 8-bit frames, the command-line runner and atomic file writes;
-configs, cameras, torch.distributed helpers, evaluation metrics and what a job does first; scene loading, encodings and
-ray sampling; the fields; rendering; the four libraries a command
+configs, cameras, torch.distributed helpers, evaluation metrics and what a job does first; scene
+loading, encodings and ray sampling; the fields; rendering; the four libraries a command
 combines (training, export, super-resolution, structure from motion); `nerf.jobs`, the only
 layer that reaches across training, export and super-resolution; and on top the browser viewer,
 which drives those jobs from a web page.
