@@ -379,7 +379,16 @@ class HashGrid(nn.Module):
     def takes_features(self, device: torch.device) -> bool:
         """Whether `forward` on `device` can take features encoded earlier (the backends whose
         table gradient is a function of its own here: numba and torch)."""
-        return self.resolve_backend(device) in ("numba", "torch")
+        return self._table_grad(self.resolve_backend(device)) is not None
+
+    def _table_grad(self, backend: str):  # -> (positions [N, 3], v_features [N, L*F]) -> [E, F], or None
+        """The table gradient of `backend` as a function of its own (None: it has none here)."""
+        if backend == "numba":
+            numba_module = importlib.import_module("nerf.encodings.hashgrid_numba")
+            return functools.partial(numba_module.encode_table_grad, levels=self.levels)
+        if backend == "torch":
+            return functools.partial(_encode_table_grad, levels=self.levels, dtype=self.table.dtype)
+        return None
 
     def forward(
         self,
@@ -408,12 +417,8 @@ class HashGrid(nn.Module):
                              f"without gradient, got {list(features.shape)}"
                              f"{' with gradient' if features.requires_grad else ''}")
         backend = self.resolve_backend(positions.device)
-        if backend == "numba":
-            numba_module = importlib.import_module("nerf.encodings.hashgrid_numba")
-            table_grad = functools.partial(numba_module.encode_table_grad, levels=self.levels)
-        elif backend == "torch":
-            table_grad = functools.partial(_encode_table_grad, levels=self.levels, dtype=self.table.dtype)
-        else:
+        table_grad = self._table_grad(backend)
+        if table_grad is None:
             raise ValueError(f"HashGrid: the {backend} backend cannot take precomputed features (see takes_features)")
         return _Precomputed.apply(positions, self.table, features, table_grad)
 

@@ -111,8 +111,7 @@ class NGPField(nn.Module):
         """Density [S] and the density MLP's output [S, 1 + F] (the colour MLP's geometry input)."""
         x, inside = self._unit(positions)
         h = self.density_mlp(self.encoding(x, features)).float()  # [S, 1 + F]
-        sigmas = trunc_exp(h[:, 0])
-        return (sigmas if inside is None else sigmas * inside), h
+        return _density(h, inside), h
 
     def query_density(self, positions: Tensor) -> Tensor:  # [S, 3] -> [S]
         """Volume density at world positions."""
@@ -125,8 +124,7 @@ class NGPField(nn.Module):
         with torch.no_grad():
             x, inside = self._unit(positions)
             features = self.encoding(x)
-            sigmas = trunc_exp(self.density_mlp(features).float()[:, 0])
-        sigmas = sigmas if inside is None else sigmas * inside
+            sigmas = _density(self.density_mlp(features).float(), inside)
         return sigmas, (features if self.encoding.takes_features(positions.device) else None)
 
     def encode_directions(self, directions: Tensor) -> Tensor:  # [N, 3] unit -> [N, sh_degree^2]
@@ -178,6 +176,12 @@ class NGPField(nn.Module):
                 "weight_decay": weight_decay,
             },
         ]
+
+
+def _density(h: Tensor, inside: Tensor | None) -> Tensor:  # [S, 1 + F], [S] bool or None -> [S]
+    """Density from the density MLP's output: zero outside the box the grid covers."""
+    sigmas = trunc_exp(h[:, 0])
+    return sigmas if inside is None else sigmas * inside
 
 
 def ngp_step_size(march_steps: int) -> float:

@@ -41,7 +41,8 @@ def held_out_alignment(train: TrainConfig, force: bool | None = None) -> AlignSe
     """How a run's held-out views are aligned before scoring: with `pose_refine` and
     `pose_align_steps` > 0 (or when `force` says so), else None (scored at their given poses)."""
     steps = train.pose_align_steps
-    if not (train.pose_refine and steps > 0 if force is None else force):
+    wanted = train.pose_refine and steps > 0 if force is None else force
+    if not wanted:
         return None
     return AlignSettings(steps=steps) if steps > 0 else AlignSettings()
 
